@@ -1,0 +1,57 @@
+"""The pipeline metrics every floe instrumentor emits: names, units and attributes live here only.
+
+| instrument                      | kind      | unit              | attributes                                                  |
+|---------------------------------|-----------|-------------------|-------------------------------------------------------------|
+| ``floe.pipeline.run.duration``  | histogram | ``s``             | floe.pipeline.name, floe.pipeline.component, floe.pipeline.status |
+| ``floe.pipeline.materializations`` | counter | ``{materialization}`` | floe.asset.key, floe.pipeline.component, floe.materialization.status |
+| ``floe.pipeline.errors``        | counter   | ``{error}``       | floe.pipeline.component, error.type                         |
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from opentelemetry import metrics
+
+COMPONENT = "floe.pipeline.component"
+PIPELINE_NAME = "floe.pipeline.name"
+PIPELINE_STATUS = "floe.pipeline.status"
+ASSET_KEY = "floe.asset.key"
+MATERIALIZATION_STATUS = "floe.materialization.status"
+ERROR_TYPE = "error.type"
+
+
+class PipelineMetrics:
+    """The three pipeline instruments, created once per process from the global meter provider."""
+
+    def __init__(self) -> None:
+        meter = metrics.get_meter("floe_otel_distro")
+        self.run_duration = meter.create_histogram(
+            "floe.pipeline.run.duration", unit="s", description="Duration of a pipeline run (dbt invocation, Dagster run)."
+        )
+        self.materializations = meter.create_counter(
+            "floe.pipeline.materializations",
+            unit="{materialization}",
+            description="Assets or dbt nodes materialized, by status.",
+        )
+        self.errors = meter.create_counter(
+            "floe.pipeline.errors", unit="{error}", description="Errors raised by pipeline components."
+        )
+
+    def record_run(self, component: str, name: str, status: str, seconds: float) -> None:
+        """Record one finished pipeline run."""
+        self.run_duration.record(seconds, {COMPONENT: component, PIPELINE_NAME: name, PIPELINE_STATUS: status})
+
+    def record_materialization(self, component: str, asset_key: str, status: str) -> None:
+        """Count one asset/model materialization."""
+        self.materializations.add(1, {COMPONENT: component, ASSET_KEY: asset_key, MATERIALIZATION_STATUS: status})
+
+    def record_error(self, component: str, error_type: str) -> None:
+        """Count one error."""
+        self.errors.add(1, {COMPONENT: component, ERROR_TYPE: error_type})
+
+
+@lru_cache(maxsize=1)
+def pipeline_metrics() -> PipelineMetrics:
+    """The process-wide instruments (created lazily, after the meter provider is installed)."""
+    return PipelineMetrics()
