@@ -2,9 +2,14 @@
 
 - ``extract_from_environ`` / ``attach_startup_context``: at start-up, continue the trace named by the
   ``TRACEPARENT`` / ``TRACESTATE`` / ``BAGGAGE`` variables (OTel spec "environment variables as
-  context carriers"). Malformed values are ignored with one debug line.
-- ``inject_into_env``: write the current context into a *copy* of an environment for a child process.
+  context carriers"). Malformed values are ignored with exactly one debug line (upstream propagator
+  warnings are folded into it) and the process starts a new root; extraction never raises.
+- ``current_carrier`` / ``inject_into_env``: write the current context into a carrier dict or a *copy*
+  of an environment for a child process; stale carrier variables are always removed first.
 - ``with_floe_baggage``: put ``floe.namespace`` into W3C baggage, preserving incoming entries.
+
+Only trace identifiers, the W3C trace state and baggage travel in these variables: never put
+sensitive data into baggage, since a child's environment is readable by its user (``/proc/<pid>/environ``).
 
 Private upstream names used here (``_envcarrier``) are pinned by ``opentelemetry-api==1.45.2``.
 """
@@ -12,10 +17,12 @@ Private upstream names used here (``_envcarrier``) are pinned by ``opentelemetry
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, MutableMapping
+import threading
+from collections.abc import Iterator, Mapping, MutableMapping
+from contextlib import contextmanager
 
-from opentelemetry import baggage, context, propagate
-from opentelemetry.propagators._envcarrier import EnvironmentGetter, EnvironmentSetter
+from opentelemetry import baggage, context, propagate, trace
+from opentelemetry.propagators._envcarrier import EnvironmentGetter, EnvironmentSetter, _normalize_key
 
 _log = logging.getLogger(__name__)
 _getter = EnvironmentGetter()
@@ -24,27 +31,113 @@ _setter = EnvironmentSetter()
 CARRIER_VARIABLES = ("TRACEPARENT", "TRACESTATE", "BAGGAGE")
 NAMESPACE_BAGGAGE_KEY = "floe.namespace"
 
+# Upstream propagators warn (per entry) about malformed input; while we extract from the environment
+# those warnings are swallowed and summarised in our single debug line instead.
+_UPSTREAM_PROPAGATION_LOGGERS = (
+    "opentelemetry.trace.propagation.tracecontext",
+    "opentelemetry.baggage.propagation",
+    "opentelemetry.baggage",
+    "opentelemetry.trace.span",
+    "opentelemetry.propagate",
+)
+
 _startup_token: object | None = None
 
 
-def extract_from_environ(environ: Mapping[str, str]) -> context.Context:
-    """The context carried by ``environ`` (an empty context when nothing valid is there)."""
-    if not any(name in environ for name in CARRIER_VARIABLES):
-        return context.Context()
-    ctx = propagate.extract(environ, getter=_getter, context=context.Context())
-    from opentelemetry import trace
+class _Swallow(logging.Filter):
+    """Drops (and counts) records logged by the current thread while installed."""
 
-    if "TRACEPARENT" in environ and not trace.get_current_span(ctx).get_span_context().is_valid:
-        _log.debug("floe-otel: ignoring malformed TRACEPARENT=%r; starting a new trace", environ["TRACEPARENT"])
+    def __init__(self) -> None:
+        super().__init__()
+        self.thread = threading.get_ident()
+        self.swallowed: list[str] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.thread != self.thread:
+            return True
+        self.swallowed.append(record.name)
+        return False
+
+
+@contextmanager
+def _swallow_upstream_warnings() -> Iterator[_Swallow]:
+    swallow = _Swallow()
+    loggers = [logging.getLogger(name) for name in _UPSTREAM_PROPAGATION_LOGGERS]
+    for lg in loggers:
+        lg.addFilter(swallow)
+    try:
+        yield swallow
+    finally:
+        for lg in loggers:
+            lg.removeFilter(swallow)
+
+
+def has_valid_span(ctx: context.Context | None = None) -> bool:
+    """Whether ``ctx`` (default: the current context) holds a valid span context."""
+    return trace.get_current_span(ctx).get_span_context().is_valid
+
+
+def extract_from_environ(environ: Mapping[str, str]) -> context.Context:
+    """The context carried by ``environ`` (an empty context when nothing valid is there).
+
+    Never raises. When a carrier variable is present but (partly) malformed, exactly one debug line
+    names the ignored variables; a malformed ``TRACEPARENT`` yields a context without a span, so the
+    process's first span is a new root.
+    """
+    present = [name for name in CARRIER_VARIABLES if environ.get(name)]
+    if not present:
+        return context.Context()
+    try:
+        with _swallow_upstream_warnings() as swallow:
+            ctx = propagate.extract(environ, getter=_getter, context=context.Context())
+    except Exception:  # a broken third-party propagator must not break start-up
+        _log.debug("floe-otel: ignoring context carriers %s; starting a new trace", present, exc_info=True)
+        return context.Context()
+
+    ignored: list[str] = []
+    span_ok = has_valid_span(ctx)
+    if "TRACEPARENT" in present and not span_ok:
+        ignored.append("TRACEPARENT")
+    if "TRACESTATE" in present and span_ok:
+        if not trace.get_current_span(ctx).get_span_context().trace_state or any(
+            name == "opentelemetry.trace.span" for name in swallow.swallowed
+        ):
+            ignored.append("TRACESTATE")
+    if "BAGGAGE" in present and any(name.startswith("opentelemetry.baggage") for name in swallow.swallowed):
+        ignored.append("BAGGAGE")
+    if ignored:
+        _log.debug(
+            "floe-otel: ignoring malformed %s (TRACEPARENT=%r)%s",
+            "/".join(ignored),
+            environ.get("TRACEPARENT", "")[:80],
+            "; starting a new trace" if "TRACEPARENT" in ignored else "",
+        )
     return ctx
+
+
+def carrier_keys() -> frozenset[str]:
+    """Every environment variable the configured propagators may write (always includes the W3C three)."""
+    try:
+        fields = propagate.get_global_textmap().fields
+    except Exception:  # a broken third-party propagator must not break child start-up
+        fields = set()
+    return frozenset(CARRIER_VARIABLES) | {_normalize_key(name) for name in fields}
+
+
+def current_carrier(ctx: context.Context | None = None) -> dict[str, str]:
+    """The env-style carrier (``TRACEPARENT``/``TRACESTATE``/``BAGGAGE``) for ``ctx`` (default: current)."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier, context=ctx, setter=_setter)
+    return carrier
 
 
 def inject_into_env(env: MutableMapping[str, str], ctx: context.Context | None = None) -> MutableMapping[str, str]:
     """Write the current (or given) context into ``env`` and return it.
 
     Stale carrier variables are removed first, so a child never continues an outdated trace.
+    Pass a *copy* of ``os.environ``, never ``os.environ`` itself.
     """
-    for name in CARRIER_VARIABLES:
+    for name in carrier_keys():
         env.pop(name, None)
     propagate.inject(env, context=ctx, setter=_setter)
     return env
@@ -59,8 +152,12 @@ def with_floe_baggage(namespace: str | None, ctx: context.Context | None = None)
 
 
 def attach_startup_context(environ: Mapping[str, str], namespace: str | None) -> None:
-    """Attach the caller's context (from env carriers) plus floe baggage as this process's root context."""
+    """Attach the caller's context (from env carriers) plus floe baggage as this process's root context.
+
+    Idempotent: only the first call attaches (the context stays attached for the process's lifetime).
+    """
     global _startup_token
+    if _startup_token is not None:
+        return
     ctx = with_floe_baggage(namespace, extract_from_environ(environ))
-    if _startup_token is None:
-        _startup_token = context.attach(ctx)
+    _startup_token = context.attach(ctx)

@@ -1,0 +1,236 @@
+"""Exporter wrapping: lazy OTLP import, throttled failure warnings, and abort on a shutdown deadline.
+
+The OTLP stack (protobuf, requests/grpc) costs ~120 ms to import, so the real exporter is built on
+the first export, which runs on the batch processor's worker thread, never on the app's main thread.
+A process that never exports (a no-op job) never pays for it. ``abort_all()`` makes every in-flight
+retry give up, so exit is bounded when the collector is unreachable (see ``lifecycle``).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+import weakref
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
+from opentelemetry.sdk.metrics.export import (
+    AggregationTemporality,
+    MetricExporter,
+    MetricExportResult,
+    MetricsData,
+)
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk._logs import ReadableLogRecord
+    from opentelemetry.sdk.trace import ReadableSpan
+
+    from floe_otel_distro.settings import FloeSettings
+
+_live: weakref.WeakSet[_Lazy] = weakref.WeakSet()
+_WARN_EVERY_S = 60.0
+_warn_lock = threading.Lock()
+_last_warning = 0.0
+_suppressed = 0
+
+
+def _warn_export_failure(signal: str, endpoint: str) -> None:
+    """At most one stderr line a minute while exports fail (instead of a retry flood)."""
+    global _last_warning, _suppressed
+    with _warn_lock:
+        now = time.monotonic()
+        if _last_warning and now - _last_warning < _WARN_EVERY_S:
+            _suppressed += 1
+            return
+        extra = f" ({_suppressed} more failures since the last warning)" if _suppressed else ""
+        _last_warning, _suppressed = now, 0
+    try:
+        sys.stderr.write(
+            f"floe-otel: export of {signal} to {endpoint} failed{extra}; telemetry is dropped while the "
+            "collector is unreachable (check OTEL_EXPORTER_OTLP_ENDPOINT / that the collector is running)\n"
+        )
+    except Exception:
+        pass
+
+
+class _Lazy:
+    """Holds the factory and the real exporter once built."""
+
+    def __init__(self, signal: str, endpoint: str, factory: Callable[[], Any]) -> None:
+        self._signal = signal
+        self._endpoint = endpoint
+        self._factory = factory
+        self._inner: Any = None
+        self._lock = threading.Lock()
+        self._aborted = False
+        _live.add(self)
+
+    def _get(self) -> Any:
+        if self._inner is None:
+            with self._lock:
+                if self._inner is None:
+                    self._inner = self._factory()
+        return self._inner
+
+    def _failed(self) -> None:
+        _warn_export_failure(self._signal, self._endpoint)
+
+    def abort(self) -> None:
+        """Stop retrying now: later exports fail fast."""
+        self._aborted = True
+        inner = self._inner
+        if inner is not None:
+            try:
+                inner.shutdown()
+            except Exception:
+                pass
+
+    def _shutdown(self) -> None:
+        if self._inner is not None and not self._aborted:
+            self._inner.shutdown()
+
+
+class LazySpanExporter(_Lazy, SpanExporter):
+    """A span exporter that builds the real one on first export."""
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        if self._aborted:
+            return SpanExportResult.FAILURE
+        result: SpanExportResult = self._get().export(spans)
+        if result is not SpanExportResult.SUCCESS and not self._aborted:
+            self._failed()
+        return result
+
+    def shutdown(self) -> None:
+        self._shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+
+class LazyLogExporter(_Lazy, LogRecordExporter):
+    """A log record exporter that builds the real one on first export."""
+
+    def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
+        if self._aborted:
+            return LogRecordExportResult.FAILURE
+        result: LogRecordExportResult = self._get().export(batch)
+        if result is not LogRecordExportResult.SUCCESS and not self._aborted:
+            self._failed()
+        return result
+
+    def shutdown(self) -> None:
+        self._shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+
+_TEMPORALITY: dict[str, dict[type, AggregationTemporality]] = {}
+
+
+def metric_temporality(preference: str) -> dict[type, AggregationTemporality]:
+    """The OTLP temporality preference (cumulative | delta | lowmemory) as the SDK's mapping."""
+    from opentelemetry.sdk.metrics import (
+        Counter,
+        Histogram,
+        ObservableCounter,
+        ObservableGauge,
+        ObservableUpDownCounter,
+        UpDownCounter,
+    )
+
+    cum, delta = AggregationTemporality.CUMULATIVE, AggregationTemporality.DELTA
+    if preference == "delta":
+        return {Counter: delta, UpDownCounter: cum, Histogram: delta, ObservableCounter: delta,
+                ObservableUpDownCounter: cum, ObservableGauge: cum}
+    if preference == "lowmemory":
+        return {Counter: delta, UpDownCounter: cum, Histogram: delta, ObservableCounter: cum,
+                ObservableUpDownCounter: cum, ObservableGauge: cum}
+    return {k: cum for k in (Counter, UpDownCounter, Histogram, ObservableCounter, ObservableUpDownCounter,
+                             ObservableGauge)}
+
+
+class LazyMetricExporter(_Lazy, MetricExporter):
+    """A metric exporter that builds the real one on first export (temporality fixed up front)."""
+
+    def __init__(self, signal: str, endpoint: str, factory: Callable[[], Any],
+                 temporality: dict[type, AggregationTemporality]) -> None:
+        _Lazy.__init__(self, signal, endpoint, factory)
+        MetricExporter.__init__(self, preferred_temporality=temporality)
+
+    def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
+        if self._aborted:
+            return MetricExportResult.FAILURE
+        result: MetricExportResult = self._get().export(metrics_data, timeout_millis=timeout_millis, **kwargs)
+        if result is not MetricExportResult.SUCCESS and not self._aborted:
+            self._failed()
+        return result
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        self._shutdown()
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return True
+
+
+def _quiet_upstream_retry_logs() -> None:
+    # The OTLP exporters log every retry at WARNING; we report failures ourselves, throttled.
+    for name in ("opentelemetry.exporter.otlp", "opentelemetry.exporter.otlp.common"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
+def otlp_exporter(signal: str, settings: FloeSettings) -> _Lazy:
+    """A lazy OTLP exporter for ``signal`` built from ``settings`` (protocol, endpoint, headers)."""
+    endpoint = settings.signal_endpoint(signal)
+    headers = settings.export_headers() or None
+    timeout = settings.export_timeout
+    grpc = settings.protocol == "grpc"
+    temporality = metric_temporality(settings.metrics_temporality)
+
+    def build() -> Any:
+        _quiet_upstream_retry_logs()
+        if grpc:
+            insecure = endpoint.startswith("http://")
+            if signal == "traces":
+                from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as G
+
+                return G(endpoint=endpoint, headers=headers, timeout=timeout, insecure=insecure)
+            if signal == "metrics":
+                from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as GM
+
+                return GM(endpoint=endpoint, headers=headers, timeout=timeout, insecure=insecure,
+                          preferred_temporality=temporality)
+            from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter as GL
+
+            return GL(endpoint=endpoint, headers=headers, timeout=timeout, insecure=insecure)
+        if signal == "traces":
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as H
+
+            return H(endpoint=endpoint, headers=headers, timeout=timeout)
+        if signal == "metrics":
+            from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as HM
+
+            return HM(endpoint=endpoint, headers=headers, timeout=timeout, preferred_temporality=temporality)
+        from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter as HL
+
+        return HL(endpoint=endpoint, headers=headers, timeout=timeout)
+
+    from floe_otel_distro.errors import redact_url
+
+    shown = redact_url(endpoint)
+    if signal == "traces":
+        return LazySpanExporter(signal, shown, build)
+    if signal == "metrics":
+        return LazyMetricExporter(signal, shown, build, temporality)
+    return LazyLogExporter(signal, shown, build)
+
+
+def abort_all() -> None:
+    """Make every live exporter give up its retries (used when the exit budget runs out)."""
+    for exporter in list(_live):
+        exporter.abort()

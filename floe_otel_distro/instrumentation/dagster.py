@@ -1,0 +1,544 @@
+"""Dagster instrumentation: spans for runs, steps and asset materializations, plus the pipeline metrics.
+
+Span tree (one trace per run, whatever the executor)::
+
+    dagster.run <job>                      orchestrating process
+    ├── dagster.step <step_key>            the process that executes the step (a child process under
+    │   └── dagster.asset <asset key>      the multiprocess executor), parented by the run span
+    └── dagster.step <skipped step>        zero-length, ``dagster.status=skipped``
+
+Hook points (all patched only when Dagster itself imports the module, see ``_import_hooks``):
+
+- ``dagster._core.execution.api.ExecuteRunWithPlanIterable.__init__``: every run-level execution
+  (``execute_job``/``dagster job execute``, ``execute_in_process``/``materialize``, ``dagster api
+  execute_run``, host mode) builds this iterable with ``iterator=job_execution_iterator``; we swap in a
+  traced iterator. The run span is the current context only while Dagster's own code runs (around each
+  ``next()``), never while the caller consumes the events.
+- ``dagster._core.execution.plan.execute_plan.dagster_event_sequence_for_step``: one step, in whichever
+  process executes it. The step span (or, for a single-asset step, its asset span) is current while the
+  step's compute runs, so subprocesses it launches (``dbt build``) continue the trace.
+- ``dagster._core.executor.multiprocess.MultiprocessExecutorChildProcessCommand``: ``__init__`` (parent)
+  stores the current context (the run span) on the pickled command as a W3C carrier; ``execute`` (child)
+  attaches it, so the child's step spans join the run's trace even when no generic process-context
+  propagation is installed, then flushes the child's providers before the process exits.
+
+Only the OpenTelemetry API is used. Every hook is defensive: a telemetry failure is logged at debug level
+and never changes what Dagster does or yields. ``_uninstrument`` restores every original.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Collection, Iterator
+from dataclasses import dataclass, field
+from types import ModuleType, SimpleNamespace
+from typing import Any
+
+from opentelemetry import context, metrics, propagate, trace
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+
+from floe_otel_distro.instrumentation import _import_hooks
+from floe_otel_distro.instrumentation import _metrics as _metrics_module
+from floe_otel_distro.instrumentation._metrics import PipelineMetrics, pipeline_metrics
+
+_log = logging.getLogger(__name__)
+
+COMPONENT = "dagster"
+
+# span attributes
+RUN_ID = "dagster.run_id"
+JOB_NAME = "dagster.job.name"
+STEP_KEY = "dagster.step.key"
+OP_NAME = "dagster.op.name"
+ASSET_KEY = "dagster.asset.key"
+PARTITION = "dagster.partition"
+STATUS = "dagster.status"
+
+# dagster.status / floe.pipeline.status / floe.materialization.status values
+SUCCESS = "success"
+FAILURE = "failure"
+CANCELED = "canceled"
+SKIPPED = "skipped"
+UP_FOR_RETRY = "up_for_retry"
+
+PARTITION_TAG = "dagster/partition"
+CARRIER_ATTRIBUTE = "_floe_otel_carrier"
+_ORIGINAL = "__floe_otel_original__"
+_FLUSH_TIMEOUT_MILLIS = 5000
+
+_API = "dagster._core.execution.api"
+_EXECUTE_PLAN = "dagster._core.execution.plan.execute_plan"
+_MULTIPROCESS = "dagster._core.executor.multiprocess"
+
+
+@dataclass
+class _State:
+    """What ``instrument()`` was given; read by every hook at call time."""
+
+    tracer: trace.Tracer
+    metrics: PipelineMetrics
+    tracer_provider: Any = None
+    meter_provider: Any = None
+    patches: list[tuple[Any, str, Any]] = field(default_factory=list)
+
+
+_state: _State | None = None
+_patch_lock = threading.RLock()
+
+
+class DagsterInstrumentor(BaseInstrumentor):  # type: ignore[misc]
+    """Traces Dagster runs, steps and asset materializations; records the floe pipeline metrics."""
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        return ("dagster >= 1.8",)
+
+    def _instrument(self, **kwargs: Any) -> None:
+        global _state
+        tracer_provider = kwargs.get("tracer_provider")
+        meter_provider = kwargs.get("meter_provider")
+        _state = _State(
+            tracer=trace.get_tracer(__name__, tracer_provider=tracer_provider),
+            metrics=_pipeline_metrics_for(meter_provider),
+            tracer_provider=tracer_provider,
+            meter_provider=meter_provider,
+        )
+        _import_hooks.when_imported(_API, _patch_api)
+        _import_hooks.when_imported(_EXECUTE_PLAN, _patch_execute_plan)
+        _import_hooks.when_imported(_MULTIPROCESS, _patch_multiprocess)
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        global _state
+        for name in (_API, _EXECUTE_PLAN, _MULTIPROCESS):
+            _import_hooks.cancel(name)
+        state = _state
+        _state = None
+        if state is None:
+            return
+        with _patch_lock:
+            for owner, attribute, original in reversed(state.patches):
+                setattr(owner, attribute, original)
+            state.patches.clear()
+
+
+def _pipeline_metrics_for(meter_provider: Any) -> PipelineMetrics:
+    """The process-wide pipeline instruments, or (tests) the same instruments from ``meter_provider``."""
+    if meter_provider is None:
+        return pipeline_metrics()
+    # PipelineMetrics always asks the global API for its meter; give it the caller's provider instead,
+    # so names, units and attributes still come from _metrics only.
+    with _patch_lock:
+        api = _metrics_module.metrics
+        _metrics_module.metrics = SimpleNamespace(get_meter=meter_provider.get_meter)  # type: ignore[assignment]
+        try:
+            return PipelineMetrics()
+        finally:
+            _metrics_module.metrics = api
+
+
+# ---- patching helpers -----------------------------------------------------------------------------
+
+
+def _patch(owner: Any, attribute: str, make_wrapper: Callable[[Any], Any]) -> None:
+    """Replace ``owner.attribute`` with ``make_wrapper(original)`` once; remember it for ``_uninstrument``."""
+    state = _state
+    if state is None:
+        return
+    with _patch_lock:
+        original = getattr(owner, attribute, None)
+        if original is None or hasattr(original, _ORIGINAL):
+            return
+        wrapper = make_wrapper(original)
+        setattr(wrapper, _ORIGINAL, original)
+        setattr(owner, attribute, wrapper)
+        state.patches.append((owner, attribute, original))
+
+
+def _safely(what: str, fn: Callable[..., Any], *args: Any) -> Any:
+    """Run telemetry code; a failure is logged at debug level and never reaches Dagster."""
+    try:
+        return fn(*args)
+    except Exception:
+        _log.debug("floe-otel dagster: %s failed", what, exc_info=True)
+        return None
+
+
+def _patch_api(module: ModuleType) -> None:
+    iterable = getattr(module, "ExecuteRunWithPlanIterable", None)
+    if iterable is not None:
+        _patch(iterable, "__init__", _wrap_run_iterable_init)
+
+
+def _patch_execute_plan(module: ModuleType) -> None:
+    _patch(module, "dagster_event_sequence_for_step", _wrap_step_sequence)
+
+
+def _patch_multiprocess(module: ModuleType) -> None:
+    command = getattr(module, "MultiprocessExecutorChildProcessCommand", None)
+    if command is not None:
+        _patch(command, "__init__", _wrap_command_init)
+        _patch(command, "execute", _wrap_command_execute)
+
+
+# ---- driving Dagster's generators under a context ---------------------------------------------------
+
+
+class _Tracker:
+    """Observes one Dagster event stream; ``ctx`` is attached while Dagster's code runs."""
+
+    ctx: context.Context | None = None
+
+    def on_event(self, event: Any) -> None:
+        raise NotImplementedError
+
+    def on_exception(self, exc: BaseException) -> None:
+        raise NotImplementedError
+
+    def finish(self) -> None:
+        raise NotImplementedError
+
+
+def _drive(inner: Iterator[Any], tracker: _Tracker | None) -> Iterator[Any]:
+    """Yield what ``inner`` yields, with ``tracker.ctx`` current only while ``inner`` runs."""
+    if tracker is None:
+        yield from inner
+        return
+    try:
+        while True:
+            token = context.attach(tracker.ctx) if tracker.ctx is not None else None
+            try:
+                item = next(inner)
+            except StopIteration:
+                return
+            except BaseException as exc:
+                _safely("recording an exception", tracker.on_exception, exc)
+                raise
+            finally:
+                if token is not None:
+                    context.detach(token)
+            _safely("handling an event", tracker.on_event, item)
+            yield item
+    finally:
+        close = getattr(inner, "close", None)
+        if close is not None:
+            token = context.attach(tracker.ctx) if tracker.ctx is not None else None
+            try:
+                close()
+            finally:
+                if token is not None:
+                    context.detach(token)
+        _safely("ending spans", tracker.finish)
+
+
+def _event_type(event: Any) -> str:
+    event_type = getattr(event, "event_type_value", None)
+    return event_type if isinstance(event_type, str) else ""
+
+
+def _error_info_text(error: Any) -> tuple[str, str]:
+    """(class name, message) of a SerializableErrorInfo, preferring the user's cause."""
+    if error is None:
+        return ("", "")
+    cause = getattr(error, "cause", None)
+    chosen = cause if cause is not None and getattr(error, "cls_name", "") in _WRAPPER_ERRORS else error
+    return (str(getattr(chosen, "cls_name", "") or ""), str(getattr(chosen, "message", "") or "").strip())
+
+
+_WRAPPER_ERRORS = frozenset({"DagsterExecutionStepExecutionError", "DagsterUserCodeExecutionError"})
+
+
+def _record_error_info(span: Span, error: Any) -> None:
+    """Record a SerializableErrorInfo (no live exception object) as an OTel exception event."""
+    cls_name, message = _error_info_text(error)
+    stack = "".join(getattr(error, "stack", None) or [])
+    span.add_event(
+        "exception",
+        {"exception.type": cls_name or "Error", "exception.message": message, "exception.stacktrace": stack},
+    )
+
+
+def _asset_key_text(asset_key: Any) -> str:
+    to_user_string = getattr(asset_key, "to_user_string", None)
+    return str(to_user_string()) if callable(to_user_string) else str(asset_key)
+
+
+# ---- run ---------------------------------------------------------------------------------------------
+
+
+def _wrap_run_iterable_init(original: Callable[..., None]) -> Callable[..., None]:
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        if "iterator" in kwargs:
+            kwargs["iterator"] = _traced_run_iterator(kwargs["iterator"])
+        elif len(args) >= 2:
+            args = (args[0], _traced_run_iterator(args[1]), *args[2:])
+        original(self, *args, **kwargs)
+
+    return __init__
+
+
+def _traced_run_iterator(iterator: Any) -> Any:
+    """Wrap Dagster's ``job_execution_iterator`` (run level); leave plan-level iterators alone."""
+    if getattr(iterator, "__name__", None) != "job_execution_iterator" or hasattr(iterator, _ORIGINAL):
+        return iterator
+
+    def job_execution_iterator(*args: Any, **kwargs: Any) -> Iterator[Any]:
+        inner = iterator(*args, **kwargs)
+        job_context = kwargs.get("job_context", args[0] if args else None)
+        state = _state
+        tracker = _safely("starting the run span", _RunTracker, state, job_context) if state else None
+        yield from _drive(inner, tracker)
+
+    setattr(job_execution_iterator, _ORIGINAL, iterator)
+    return job_execution_iterator
+
+
+class _RunTracker(_Tracker):
+    def __init__(self, state: _State, job_context: Any) -> None:
+        self.state = state
+        self.job_name = str(job_context.job_name)
+        self.run_id = str(job_context.run_id)
+        attributes: dict[str, str] = {RUN_ID: self.run_id, JOB_NAME: self.job_name}
+        tags = getattr(getattr(job_context, "dagster_run", None), "tags", None) or {}
+        if tags.get(PARTITION_TAG):
+            attributes[PARTITION] = str(tags[PARTITION_TAG])
+        self.started = time.monotonic()
+        self.span = state.tracer.start_span(f"dagster.run {self.job_name}", kind=SpanKind.INTERNAL,
+                                            attributes=attributes)
+        self.ctx = trace.set_span_in_context(self.span, context.get_current())
+        self.status: str | None = None
+        self.exception_recorded = False
+
+    def on_event(self, event: Any) -> None:
+        event_type = _event_type(event)
+        if event_type == "RUN_SUCCESS":
+            self.status = SUCCESS
+        elif event_type == "RUN_FAILURE":
+            self.status = FAILURE
+            error = getattr(getattr(event, "event_specific_data", None), "error", None)
+            if error is not None:
+                _record_error_info(self.span, error)
+                self.exception_recorded = True
+            self.span.set_status(Status(StatusCode.ERROR, str(getattr(event, "message", "") or "run failed")))
+        elif event_type == "RUN_CANCELED":
+            self.status = CANCELED
+            self.span.set_status(Status(StatusCode.ERROR, "run canceled"))
+        elif event_type == "STEP_SKIPPED":
+            self._skipped_step(event)
+
+    def _skipped_step(self, event: Any) -> None:
+        step_key = str(event.step_key)
+        attributes = {RUN_ID: self.run_id, JOB_NAME: self.job_name, STEP_KEY: step_key, STATUS: SKIPPED}
+        node_handle = getattr(event, "node_handle", None)
+        if node_handle is not None:
+            attributes[OP_NAME] = str(getattr(node_handle, "name", node_handle))
+        span = self.state.tracer.start_span(f"dagster.step {step_key}", context=self.ctx, attributes=attributes)
+        span.end()
+
+    def on_exception(self, exc: BaseException) -> None:
+        if self.status is None:
+            self.status = CANCELED if type(exc).__name__ in _INTERRUPTS else FAILURE
+        if not self.exception_recorded:
+            self.span.record_exception(exc)
+            self.exception_recorded = True
+        self.span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+
+    def finish(self) -> None:
+        status = self.status or CANCELED
+        if self.status is None:
+            self.span.set_status(Status(StatusCode.ERROR, "run ended without a result"))
+        self.span.set_attribute(STATUS, status)
+        self.span.end()
+        self.state.metrics.record_run(COMPONENT, self.job_name, status, time.monotonic() - self.started)
+
+
+_INTERRUPTS = frozenset({"KeyboardInterrupt", "DagsterExecutionInterruptedError", "GeneratorExit"})
+
+
+# ---- step and assets ---------------------------------------------------------------------------------
+
+
+def _wrap_step_sequence(original: Callable[..., Iterator[Any]]) -> Callable[..., Iterator[Any]]:
+    def dagster_event_sequence_for_step(step_context: Any, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        inner = original(step_context, *args, **kwargs)
+        state = _state
+        tracker = _safely("starting the step span", _StepTracker, state, step_context) if state else None
+        yield from _drive(inner, tracker)
+
+    return dagster_event_sequence_for_step
+
+
+class _StepTracker(_Tracker):
+    def __init__(self, state: _State, step_context: Any) -> None:
+        self.state = state
+        self.step_context = step_context
+        self.step_key = str(step_context.step.key)
+        self.base: dict[str, str] = {RUN_ID: str(step_context.run_id), JOB_NAME: str(step_context.job_name)}
+        self.partition: str | None = None
+        try:
+            if step_context.has_partition_key:
+                self.partition = str(step_context.partition_key)
+        except Exception:
+            self.partition = None
+        attributes = {**self.base, STEP_KEY: self.step_key}
+        try:
+            attributes[OP_NAME] = str(step_context.op_def.name)
+        except Exception:
+            _log.debug("floe-otel dagster: no op name for %s", self.step_key, exc_info=True)
+        if self.partition:
+            attributes[PARTITION] = self.partition
+        self.start_ns = time.time_ns()
+        self.span = state.tracer.start_span(
+            f"dagster.step {self.step_key}", kind=SpanKind.INTERNAL, attributes=attributes, start_time=self.start_ns
+        )
+        self.step_ctx = trace.set_span_in_context(self.span, context.get_current())
+        self.ctx = self.step_ctx
+        try:
+            self.expected = sorted(_asset_key_text(k) for k in step_context.get_output_asset_keys())
+        except Exception:
+            self.expected = []
+        self.open_assets: dict[str, Span] = {}
+        if len(self.expected) == 1:
+            # A single-asset step: the asset span is current during the compute, so whatever the asset
+            # runs (a dbt subprocess, a query) is its child.
+            key = self.expected[0]
+            self.open_assets[key] = self._asset_span(key, self.start_ns)
+            self.ctx = trace.set_span_in_context(self.open_assets[key], self.step_ctx)
+        self.materialized: set[str] = set()
+        self.status: str | None = None
+        self.error_type: str | None = None
+        self.exception_recorded = False
+
+    def _asset_span(self, key: str, start_ns: int) -> Span:
+        attributes = {**self.base, STEP_KEY: self.step_key, ASSET_KEY: key}
+        if self.partition:
+            attributes[PARTITION] = self.partition
+        return self.state.tracer.start_span(
+            f"dagster.asset {key}", context=self.step_ctx, kind=SpanKind.INTERNAL, attributes=attributes,
+            start_time=start_ns,
+        )
+
+    def on_event(self, event: Any) -> None:
+        event_type = _event_type(event)
+        if event_type == "ASSET_MATERIALIZATION":
+            self._materialized(event)
+        elif event_type == "STEP_SUCCESS":
+            self.status = SUCCESS
+        elif event_type == "STEP_FAILURE":
+            self.status = FAILURE
+            self._failed(getattr(getattr(event, "event_specific_data", None), "error", None))
+            self.state.metrics.record_error(COMPONENT, self.error_type or "Error")
+        elif event_type == "STEP_UP_FOR_RETRY":
+            self.status = UP_FOR_RETRY
+            self._failed(getattr(getattr(event, "event_specific_data", None), "error", None))
+
+    def _materialized(self, event: Any) -> None:
+        key = _asset_key_text(event.asset_key)
+        span = self.open_assets.pop(key, None)
+        if span is None:
+            span = self._asset_span(key, self.start_ns)
+        else:
+            self.ctx = self.step_ctx
+        partition = event.partition
+        if partition:
+            span.set_attribute(PARTITION, str(partition))
+        span.set_attribute(STATUS, SUCCESS)
+        span.end()
+        self.materialized.add(key)
+        self.state.metrics.record_materialization(COMPONENT, key, SUCCESS)
+
+    def _failed(self, error: Any) -> None:
+        exc = getattr(self.step_context, "step_exception", None)
+        cls_name, message = _error_info_text(error)
+        if isinstance(exc, BaseException):
+            self.error_type = type(exc).__qualname__
+            description = f"{type(exc).__name__}: {exc}"
+            if not self.exception_recorded:
+                self.span.record_exception(exc)
+        else:
+            self.error_type = cls_name or "Error"
+            description = f"{cls_name}: {message}" if cls_name else message or "step failed"
+            if error is not None and not self.exception_recorded:
+                _record_error_info(self.span, error)
+        self.exception_recorded = True
+        self.span.set_status(Status(StatusCode.ERROR, description))
+
+    def on_exception(self, exc: BaseException) -> None:
+        if self.status is None:
+            self.status = FAILURE
+            self.error_type = type(exc).__qualname__
+            self.state.metrics.record_error(COMPONENT, self.error_type)
+        if not self.exception_recorded:
+            self.span.record_exception(exc)
+            self.exception_recorded = True
+        self.span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+
+    def finish(self) -> None:
+        status = self.status or FAILURE
+        # Expected assets that never materialized share the step's outcome.
+        for key in self.expected:
+            if key in self.materialized:
+                continue
+            span = self.open_assets.pop(key, None) or self._asset_span(key, self.start_ns)
+            span.set_attribute(STATUS, status if status != SUCCESS else SKIPPED)
+            if status in (FAILURE, UP_FOR_RETRY):
+                span.set_status(Status(StatusCode.ERROR, f"step {self.step_key} did not succeed"))
+            span.end()
+            if status == FAILURE:
+                self.state.metrics.record_materialization(COMPONENT, key, FAILURE)
+        self.span.set_attribute(STATUS, status)
+        self.span.end()
+
+
+# ---- multiprocess executor: carry the context on the pickled command ---------------------------------
+
+
+def _wrap_command_init(original: Callable[..., None]) -> Callable[..., None]:
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        carrier: dict[str, str] = {}
+        _safely("injecting the run context", propagate.inject, carrier)
+        if carrier:
+            setattr(self, CARRIER_ATTRIBUTE, carrier)
+
+    return __init__
+
+
+class _CarrierTracker(_Tracker):
+    """Attaches the parent's context in the step's child process; creates no span of its own."""
+
+    def __init__(self, carrier: dict[str, str]) -> None:
+        self.ctx = propagate.extract(carrier, context=context.get_current())
+
+    def on_event(self, event: Any) -> None:
+        return None
+
+    def on_exception(self, exc: BaseException) -> None:
+        return None
+
+    def finish(self) -> None:
+        _flush()
+
+
+def _wrap_command_execute(original: Callable[..., Iterator[Any]]) -> Callable[..., Iterator[Any]]:
+    def execute(self: Any) -> Iterator[Any]:
+        inner = original(self)
+        carrier = getattr(self, CARRIER_ATTRIBUTE, None)
+        tracker = None
+        if _state is not None:
+            tracker = _safely("extracting the run context", _CarrierTracker, dict(carrier or {}))
+        yield from _drive(inner, tracker)
+
+    return execute
+
+
+def _flush() -> None:
+    """Export what this step's child process recorded before multiprocessing ends it."""
+    state = _state
+    tracer_provider = state.tracer_provider if state and state.tracer_provider else trace.get_tracer_provider()
+    meter_provider = state.meter_provider if state and state.meter_provider else metrics.get_meter_provider()
+    for provider in (tracer_provider, meter_provider):
+        force_flush = getattr(provider, "force_flush", None)
+        if callable(force_flush):
+            _safely("flushing", force_flush, _FLUSH_TIMEOUT_MILLIS)
