@@ -1,0 +1,609 @@
+"""dbt instrumentor: one span per dbt invocation, a child span per executed node, and the dbt pipeline metrics.
+
+Zero-code: ``opentelemetry-instrument dbt build …`` and programmatic ``dbtRunner().invoke([...])`` are both
+covered, because both go through the same two dbt extension points, which are patched the moment the
+application imports them (never at start-up, see :mod:`._import_hooks`):
+
+* ``dbt.cli.main.cli.invoke`` (the click group): the CLI console script calls ``cli()`` →
+  ``cli.main()`` → ``cli.invoke(ctx)``; ``dbtRunner.invoke`` calls ``cli.invoke(ctx)`` directly. The
+  invocation span (``dbt <command>``) is opened and made current around it.
+* ``dbt.task.runnable.GraphRunnableTask.call_runner``: dbt's runner entry point for one node, called on a
+  worker thread of dbt's thread pool (or inline with ``--single-threaded``) for every executed *and*
+  skipped node. The node span (``dbt.<resource_type> <name>``) is started there with the invocation span
+  as its **explicit** parent (worker threads do not inherit the context) and made current on that
+  thread, so anything instrumented inside the node nests under it. Attributes come from the
+  ``RunResult`` dbt returns (status, adapter response, thread, execution time, timing).
+
+Results dbt reports without going through ``call_runner`` (e.g. ``on-run-start`` hook operations) get a
+node span after the fact, from the ``RunResult`` timing, so every ``unique_id`` of ``run_results.json``
+has a span. Every hook is wrapped defensively: a telemetry failure never changes what dbt does.
+Span names, attributes and metrics are documented in ``docs/instrumentation-dbt.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import threading
+import time
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from types import ModuleType
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
+from opentelemetry.metrics import MeterProvider
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
+
+from floe_otel_distro.instrumentation import _import_hooks
+from floe_otel_distro.instrumentation._metrics import PipelineMetrics, pipeline_metrics
+
+_log = logging.getLogger(__name__)
+
+COMPONENT = "dbt"
+CLI_MODULE = "dbt.cli.main"
+RUNNABLE_MODULE = "dbt.task.runnable"
+
+# Invocation span attributes.
+DBT_COMMAND = "dbt.command"
+DBT_ARGS = "dbt.args"
+DBT_VERSION = "dbt.version"
+DBT_ADAPTER_TYPE = "dbt.adapter.type"
+DBT_TARGET = "dbt.target"
+DBT_PROJECT_NAME = "dbt.project.name"
+DBT_SUCCESS = "dbt.success"
+DBT_INVOCATION_ID = "dbt.invocation_id"
+# Node span attributes.
+NODE_UNIQUE_ID = "dbt.node.unique_id"
+NODE_RESOURCE_TYPE = "dbt.node.resource_type"
+NODE_NAME = "dbt.node.name"
+NODE_MATERIALIZATION = "dbt.node.materialization"
+NODE_STATUS = "dbt.node.status"
+NODE_ROWS_AFFECTED = "dbt.node.rows_affected"
+NODE_ADAPTER_RESPONSE = "dbt.node.adapter_response"
+NODE_THREAD = "dbt.node.thread"
+NODE_EXECUTION_TIME = "dbt.node.execution_time"
+NODE_SKIPPED = "dbt.node.skipped"
+NODE_FAILURES = "dbt.node.failures"
+NODE_MESSAGE = "dbt.node.message"
+
+ERROR_TEST_FAILURE = "dbt.test_failure"
+ERROR_NODE_ERROR = "dbt.node_error"
+ERROR_INVOCATION = "dbt.invocation_error"
+
+_FAILED_STATUSES = {"fail": ERROR_TEST_FAILURE, "error": ERROR_NODE_ERROR, "runtime error": ERROR_NODE_ERROR,
+                    "partial success": ERROR_NODE_ERROR}
+_REDACTED = "<redacted>"
+_SECRET_ARG = re.compile(r"(password|passwd|secret|token|key|credential)", re.IGNORECASE)
+_VALUE_OPTIONS_TO_REDACT = {"--vars"}
+_WRAPPED = "_floe_otel_wrapped"
+
+
+# ---- installed state ---------------------------------------------------------------------------------
+
+
+@dataclass
+class _Installed:
+    tracer: Tracer
+    meter_provider: MeterProvider | None
+    metrics: PipelineMetrics | None = None
+    cli: Any = None
+    runnable_cls: Any = None
+    original_call_runner: Callable[..., Any] | None = None
+
+    def pipeline_metrics(self) -> PipelineMetrics:
+        """The instruments, resolved lazily (after the configurator installed the meter provider)."""
+        if self.metrics is None:
+            self.metrics = (
+                pipeline_metrics() if self.meter_provider is None else _ProviderPipelineMetrics(self.meter_provider)
+            )
+        return self.metrics
+
+
+class _ProviderPipelineMetrics(PipelineMetrics):
+    """The pipeline instruments bound to an explicit meter provider (``instrument(meter_provider=…)``).
+
+    ``PipelineMetrics()`` always uses the global meter provider; this mirrors its instruments on another
+    provider. The ``record_*`` methods (and so the attribute names) are inherited unchanged.
+    """
+
+    def __init__(self, meter_provider: MeterProvider) -> None:
+        meter = meter_provider.get_meter("floe_otel_distro")
+        self.run_duration = meter.create_histogram(
+            "floe.pipeline.run.duration", unit="s", description="Duration of a pipeline run (dbt invocation, Dagster run)."
+        )
+        self.materializations = meter.create_counter(
+            "floe.pipeline.materializations",
+            unit="{materialization}",
+            description="Assets or dbt nodes materialized, by status.",
+        )
+        self.errors = meter.create_counter(
+            "floe.pipeline.errors", unit="{error}", description="Errors raised by pipeline components."
+        )
+
+
+_installed: _Installed | None = None
+_active_lock = threading.Lock()
+_active: list[_Invocation] = []
+
+
+@dataclass
+class _Invocation:
+    """One running ``cli.invoke``: its span, and the node spans still open on worker threads."""
+
+    span: Span
+    parent: otel_context.Context
+    started: float
+    command: str
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    open_nodes: dict[str, Span] = field(default_factory=dict)
+    seen: set[str] = field(default_factory=set)
+    config: Any = None
+
+
+@dataclass
+class _NodeRun:
+    invocation: _Invocation | None
+    span: Span
+    unique_id: str
+    token: object
+
+
+def _current_invocation() -> _Invocation | None:
+    with _active_lock:
+        return _active[-1] if _active else None
+
+
+# ---- small helpers -----------------------------------------------------------------------------------
+
+
+def _text(value: Any) -> str:
+    """An enum's value or a plain string (dbt's NodeType/RunStatus are str enums)."""
+    return str(getattr(value, "value", value))
+
+
+def _safe_args(args: Sequence[Any]) -> list[str]:
+    """The dbt arguments with ``--vars`` values and anything secret-looking redacted."""
+    out: list[str] = []
+    redact_next = False
+    for raw in args:
+        arg = str(raw)
+        if redact_next:
+            out.append(_REDACTED)
+            redact_next = False
+            continue
+        option, sep, _value = arg.partition("=")
+        if option in _VALUE_OPTIONS_TO_REDACT or (option.startswith("--") and _SECRET_ARG.search(option)):
+            if sep:
+                out.append(f"{option}={_REDACTED}")
+            else:
+                out.append(option)
+                redact_next = True
+            continue
+        out.append(_REDACTED if _SECRET_ARG.search(arg) and "=" in arg else arg)
+    return out
+
+
+def _ns(dt: datetime | None) -> int | None:
+    """dbt timing datetimes are naive UTC; OTel wants epoch nanoseconds."""
+    if dt is None:
+        return None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return int(dt.timestamp() * 1_000_000_000)
+
+
+def _node_attributes(node: Any) -> dict[str, Any]:
+    attributes: dict[str, Any] = {}
+    unique_id = getattr(node, "unique_id", None)
+    if unique_id:
+        attributes[NODE_UNIQUE_ID] = str(unique_id)
+    resource_type = getattr(node, "resource_type", None)
+    if resource_type is not None:
+        attributes[NODE_RESOURCE_TYPE] = _text(resource_type)
+    name = getattr(node, "name", None)
+    if name:
+        attributes[NODE_NAME] = str(name)
+    materialized = getattr(getattr(node, "config", None), "materialized", None)
+    if materialized:
+        attributes[NODE_MATERIALIZATION] = str(materialized)
+    return attributes
+
+
+def _span_name(attributes: Mapping[str, Any]) -> str:
+    resource_type = attributes.get(NODE_RESOURCE_TYPE, "node")
+    name = attributes.get(NODE_NAME) or attributes.get(NODE_UNIQUE_ID, "unknown")
+    return f"dbt.{resource_type} {name}"
+
+
+def _config_attributes(config: Any) -> dict[str, Any]:
+    """Project, target and adapter type from dbt's RuntimeConfig (never the credentials themselves)."""
+    attributes: dict[str, Any] = {}
+    if config is None:
+        return attributes
+    project_name = getattr(config, "project_name", None)
+    if project_name:
+        attributes[DBT_PROJECT_NAME] = str(project_name)
+    target_name = getattr(config, "target_name", None)
+    if target_name:
+        attributes[DBT_TARGET] = str(target_name)
+    adapter_type = getattr(getattr(config, "credentials", None), "type", None)
+    if adapter_type:
+        attributes[DBT_ADAPTER_TYPE] = str(adapter_type)
+    return attributes
+
+
+def _dbt_version() -> str | None:
+    module = sys.modules.get("dbt.__version__")
+    if module is None:
+        try:
+            import dbt.__version__ as module  # dbt is already imported when this runs
+        except Exception:
+            return None
+    version = getattr(module, "version", None)
+    return str(version) if version else None
+
+
+# ---- node spans --------------------------------------------------------------------------------------
+
+
+def _apply_result(span: Span, result: Any, metrics: PipelineMetrics, unique_id: str) -> None:
+    """Copy a RunResult onto its node span, set the status, and record the node metrics."""
+    status = _text(getattr(result, "status", "unknown"))
+    span.set_attribute(NODE_STATUS, status)
+    thread_id = getattr(result, "thread_id", None)
+    if thread_id:
+        span.set_attribute(NODE_THREAD, str(thread_id))
+    execution_time = getattr(result, "execution_time", None)
+    if isinstance(execution_time, int | float):
+        span.set_attribute(NODE_EXECUTION_TIME, float(execution_time))
+    adapter_response = getattr(result, "adapter_response", None)
+    if isinstance(adapter_response, Mapping) and adapter_response:
+        span.set_attribute(NODE_ADAPTER_RESPONSE, json.dumps(dict(adapter_response), default=str, sort_keys=True))
+        rows = adapter_response.get("rows_affected")
+        if isinstance(rows, int) and not isinstance(rows, bool):
+            span.set_attribute(NODE_ROWS_AFFECTED, rows)
+    failures = getattr(result, "failures", None)
+    if isinstance(failures, int) and not isinstance(failures, bool):
+        span.set_attribute(NODE_FAILURES, failures)
+    message = getattr(result, "message", None)
+    for timing in getattr(result, "timing", None) or []:
+        started = _ns(getattr(timing, "started_at", None))
+        completed = _ns(getattr(timing, "completed_at", None))
+        if started is not None:
+            attrs: dict[str, Any] = {}
+            if completed is not None:
+                attrs["dbt.timing.duration_s"] = (completed - started) / 1e9
+            span.add_event(f"dbt.{_text(getattr(timing, 'name', 'step'))}", attrs, timestamp=started)
+
+    if status == "skipped":
+        span.set_attribute(NODE_SKIPPED, True)
+        if message:  # e.g. skipped because an upstream ephemeral model failed
+            span.set_attribute(NODE_MESSAGE, str(message))
+    error_type = _FAILED_STATUSES.get(status)
+    if error_type is not None:
+        description = str(message) if message else f"dbt node {status}"
+        span.set_status(Status(StatusCode.ERROR, description))
+        span.add_event(
+            "exception",
+            {"exception.type": error_type, "exception.message": description, "exception.escaped": False},
+        )
+        metrics.record_error(COMPONENT, error_type)
+    metrics.record_materialization(COMPONENT, unique_id, status)
+
+
+def _node_begin(task: Any, runner: Any) -> _NodeRun | None:
+    installed = _installed
+    if installed is None:
+        return None
+    invocation = _current_invocation()
+    node = getattr(runner, "node", None)
+    attributes = _node_attributes(node)
+    unique_id = str(attributes.get(NODE_UNIQUE_ID, ""))
+    parent = invocation.parent if invocation is not None else otel_context.get_current()
+    span = installed.tracer.start_span(_span_name(attributes), context=parent, kind=SpanKind.INTERNAL,
+                                       attributes=attributes)
+    if invocation is not None:
+        with invocation.lock:
+            invocation.open_nodes[unique_id] = span
+            if invocation.config is None:
+                invocation.config = getattr(task, "config", None)
+    token = otel_context.attach(trace.set_span_in_context(span, parent))
+    return _NodeRun(invocation, span, unique_id, token)
+
+
+def _node_end(run: _NodeRun, result: Any, exc: BaseException | None) -> None:
+    installed = _installed
+    try:
+        otel_context.detach(run.token)  # type: ignore[arg-type]
+    except Exception:
+        _log.debug("detach failed", exc_info=True)
+    try:
+        if exc is not None:
+            run.span.record_exception(exc)
+            run.span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+        elif result is not None and installed is not None:
+            _apply_result(run.span, result, installed.pipeline_metrics(), run.unique_id)
+    finally:
+        if run.invocation is not None:
+            with run.invocation.lock:
+                run.invocation.open_nodes.pop(run.unique_id, None)
+                run.invocation.seen.add(run.unique_id)
+        run.span.end()
+
+
+def _wrap_call_runner(original: Callable[..., Any]) -> Callable[..., Any]:
+    def call_runner(self: Any, runner: Any, *args: Any, **kwargs: Any) -> Any:
+        run: _NodeRun | None = None
+        try:
+            run = _node_begin(self, runner)
+        except Exception:
+            _log.debug("dbt node span start failed", exc_info=True)
+        try:
+            result = original(self, runner, *args, **kwargs)
+        except BaseException as exc:
+            if run is not None:
+                try:
+                    _node_end(run, None, exc)
+                except Exception:
+                    _log.debug("dbt node span end failed", exc_info=True)
+            raise
+        if run is not None:
+            try:
+                _node_end(run, result, None)
+            except Exception:
+                _log.debug("dbt node span end failed", exc_info=True)
+        return result
+
+    setattr(call_runner, _WRAPPED, original)
+    call_runner.__wrapped__ = original  # type: ignore[attr-defined]
+    call_runner.__name__ = getattr(original, "__name__", "call_runner")
+    call_runner.__doc__ = getattr(original, "__doc__", None)
+    return call_runner
+
+
+def _late_node_span(installed: _Installed, invocation: _Invocation, result: Any) -> None:
+    """A node span, after the fact, for a result dbt produced outside ``call_runner``."""
+    attributes = _node_attributes(getattr(result, "node", None))
+    unique_id = str(attributes.get(NODE_UNIQUE_ID, ""))
+    timings = list(getattr(result, "timing", None) or [])
+    starts = [t for t in (_ns(getattr(x, "started_at", None)) for x in timings) if t is not None]
+    ends = [t for t in (_ns(getattr(x, "completed_at", None)) for x in timings) if t is not None]
+    start = min(starts) if starts else None
+    end = max(ends) if ends else None
+    span = installed.tracer.start_span(_span_name(attributes), context=invocation.parent, kind=SpanKind.INTERNAL,
+                                       attributes=attributes, start_time=start)
+    try:
+        _apply_result(span, result, installed.pipeline_metrics(), unique_id)
+    finally:
+        span.end(end_time=end if end is not None and (start is None or end >= start) else None)
+
+
+# ---- invocation span ---------------------------------------------------------------------------------
+
+
+def _invocation_args(ctx: Any) -> list[str]:
+    obj = getattr(ctx, "obj", None)
+    if isinstance(obj, Mapping) and obj.get("dbt_runner_command_args") is not None:
+        return [str(a) for a in obj["dbt_runner_command_args"]]
+    return [str(a) for a in sys.argv[1:]]
+
+
+def _command_name(group: Any, ctx: Any) -> str:
+    """The (sub)command click will run: ``build``, ``run``, ``docs generate``…"""
+    args = [*getattr(ctx, "_protected_args", []), *getattr(ctx, "args", [])]
+    names: list[str] = []
+    command = group
+    for _ in range(3):
+        if not args or not hasattr(command, "resolve_command"):
+            break
+        name, sub, args = command.resolve_command(ctx, args)
+        if not name:
+            break
+        names.append(str(name))
+        command = sub
+    return " ".join(names) or "dbt"
+
+
+def _begin_invocation(installed: _Installed, group: Any, ctx: Any) -> tuple[_Invocation, object]:
+    try:
+        command = _command_name(group, ctx)
+    except Exception:
+        command = "dbt"
+    attributes: dict[str, Any] = {DBT_COMMAND: command, DBT_ARGS: _safe_args(_invocation_args(ctx))}
+    version = _dbt_version()
+    if version:
+        attributes[DBT_VERSION] = version
+    span = installed.tracer.start_span(f"dbt {command}", kind=SpanKind.INTERNAL, attributes=attributes)
+    parent = trace.set_span_in_context(span)
+    invocation = _Invocation(span=span, parent=parent, started=time.perf_counter(), command=command)
+    # The CLI starts with ctx.obj None and dbt then keeps its runtime config on a child context only; give
+    # it the same dict dbtRunner would (``callbacks``), so the config lands where we can read it.
+    if getattr(ctx, "obj", None) is None:
+        ctx.obj = {"callbacks": []}
+    with _active_lock:
+        _active.append(invocation)
+    token = otel_context.attach(parent)
+    return invocation, token
+
+
+def _results_of(outcome: Any) -> Iterable[Any]:
+    results = getattr(outcome, "results", None)
+    if isinstance(results, list | tuple):
+        return results
+    return ()
+
+
+def _end_invocation(installed: _Installed, invocation: _Invocation, ctx: Any, returned: Any,
+                    exc: BaseException | None) -> None:
+    span = invocation.span
+    success = False
+    results: Any = None
+    error: BaseException | None = None
+    if exc is None:
+        if isinstance(returned, tuple) and len(returned) == 2:
+            results, success = returned[0], bool(returned[1])
+        else:
+            success = True
+    else:
+        results = getattr(exc, "result", None)
+        inner = getattr(exc, "exception", None)
+        if isinstance(inner, BaseException):
+            error = inner
+        elif type(exc).__name__ == "Exit" and getattr(exc, "exit_code", 1) == 0:
+            success = True
+        elif results is None and type(exc).__name__ != "ResultExit":
+            error = exc
+
+    obj = getattr(ctx, "obj", None)
+    config = obj.get("runtime_config") if isinstance(obj, Mapping) else None
+    config = config or invocation.config
+    attributes = _config_attributes(config)
+    if DBT_PROJECT_NAME not in attributes and isinstance(obj, Mapping):
+        project_name = getattr(obj.get("project"), "project_name", None)
+        if project_name:
+            attributes[DBT_PROJECT_NAME] = str(project_name)
+    try:
+        from dbt_common.invocation import get_invocation_id
+
+        attributes[DBT_INVOCATION_ID] = str(get_invocation_id())
+    except Exception:
+        pass
+    attributes[DBT_SUCCESS] = success
+    span.set_attributes(attributes)
+
+    # Nodes dbt reported without running them through call_runner (hooks), then nodes left open (interrupt).
+    for result in _results_of(results):
+        unique_id = getattr(getattr(result, "node", None), "unique_id", None)
+        with invocation.lock:
+            known = unique_id in invocation.seen or unique_id in invocation.open_nodes
+        if unique_id and not known:
+            try:
+                _late_node_span(installed, invocation, result)
+            except Exception:
+                _log.debug("late dbt node span failed", exc_info=True)
+    with invocation.lock:
+        left_open = list(invocation.open_nodes.values())
+        invocation.open_nodes.clear()
+    for node_span in left_open:
+        node_span.set_status(Status(StatusCode.ERROR, "dbt invocation ended before the node finished"))
+        node_span.end()
+
+    if error is not None:
+        span.record_exception(error)
+        span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+        installed.pipeline_metrics().record_error(COMPONENT, ERROR_INVOCATION)
+    elif not success:
+        failed = sum(1 for r in _results_of(results) if _text(getattr(r, "status", "")) in _FAILED_STATUSES)
+        span.set_status(Status(StatusCode.ERROR, f"dbt {invocation.command} failed ({failed} node(s) failed)"))
+    status = "success" if success else ("error" if error is not None else "failure")
+    installed.pipeline_metrics().record_run(
+        COMPONENT,
+        str(attributes.get(DBT_PROJECT_NAME) or invocation.command),
+        status,
+        time.perf_counter() - invocation.started,
+    )
+    span.end()
+
+
+def _wrap_cli_invoke(group: Any, original: Callable[..., Any]) -> Callable[..., Any]:
+    def invoke(ctx: Any, *args: Any, **kwargs: Any) -> Any:
+        installed = _installed
+        state: tuple[_Invocation, object] | None = None
+        if installed is not None:
+            try:
+                state = _begin_invocation(installed, group, ctx)
+            except Exception:
+                _log.debug("dbt invocation span start failed", exc_info=True)
+        if state is None:
+            return original(ctx, *args, **kwargs)
+        invocation, token = state
+        returned: Any = None
+        failure: BaseException | None = None
+        try:
+            returned = original(ctx, *args, **kwargs)
+            return returned
+        except BaseException as exc:
+            failure = exc
+            raise
+        finally:
+            try:
+                _end_invocation(installed, invocation, ctx, returned, failure)  # type: ignore[arg-type]
+            except Exception:
+                _log.debug("dbt invocation span end failed", exc_info=True)
+            finally:
+                with _active_lock:
+                    if invocation in _active:
+                        _active.remove(invocation)
+                try:
+                    otel_context.detach(token)  # type: ignore[arg-type]
+                except Exception:
+                    _log.debug("detach failed", exc_info=True)
+
+    setattr(invoke, _WRAPPED, original)
+    return invoke
+
+
+# ---- patching ----------------------------------------------------------------------------------------
+
+
+def _patch_cli(module: ModuleType) -> None:
+    installed = _installed
+    group = getattr(module, "cli", None)
+    if installed is None or group is None or hasattr(vars(group).get("invoke"), _WRAPPED):
+        return
+    group.invoke = _wrap_cli_invoke(group, group.invoke)
+    installed.cli = group
+
+
+def _patch_runnable(module: ModuleType) -> None:
+    installed = _installed
+    cls = getattr(module, "GraphRunnableTask", None)
+    original = getattr(cls, "call_runner", None) if cls is not None else None
+    if installed is None or original is None or hasattr(original, _WRAPPED):
+        return
+    cls.call_runner = _wrap_call_runner(original)  # type: ignore[union-attr]
+    installed.runnable_cls = cls
+    installed.original_call_runner = original
+
+
+def _unpatch(installed: _Installed) -> None:
+    group = installed.cli
+    if group is not None and hasattr(vars(group).get("invoke"), _WRAPPED):
+        del group.invoke  # back to click's Group.invoke
+    cls = installed.runnable_cls
+    if cls is not None and installed.original_call_runner is not None:
+        current = vars(cls).get("call_runner")
+        if hasattr(current, _WRAPPED):
+            cls.call_runner = installed.original_call_runner
+
+
+class DbtInstrumentor(BaseInstrumentor):  # type: ignore[misc]
+    """Traces dbt invocations and their nodes; records the floe pipeline metrics for dbt.
+
+    ``instrument()`` only registers post-import hooks; dbt is patched when the application imports it.
+    Accepts ``tracer_provider`` and ``meter_provider`` (tests); defaults are the global providers.
+    """
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        return ("dbt-core >= 1.8",)
+
+    def _instrument(self, **kwargs: Any) -> None:
+        global _installed
+        tracer = trace.get_tracer(__name__, tracer_provider=kwargs.get("tracer_provider"))
+        _installed = _Installed(tracer=tracer, meter_provider=kwargs.get("meter_provider"))
+        _import_hooks.when_imported(CLI_MODULE, _patch_cli)
+        _import_hooks.when_imported(RUNNABLE_MODULE, _patch_runnable)
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        global _installed
+        _import_hooks.cancel(CLI_MODULE)
+        _import_hooks.cancel(RUNNABLE_MODULE)
+        installed, _installed = _installed, None
+        if installed is not None:
+            _unpatch(installed)
