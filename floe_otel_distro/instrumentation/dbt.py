@@ -1,4 +1,4 @@
-"""dbt instrumentor: one span per dbt invocation, a child span per executed node, and the dbt pipeline metrics.
+"""dbt instrumentor: a span per dbt invocation, a child span per executed node, and the dbt pipeline metrics.
 
 Zero-code: ``opentelemetry-instrument dbt build …`` and programmatic ``dbtRunner().invoke([...])`` are both
 covered, because both go through the same two dbt extension points, which are patched the moment the
@@ -99,9 +99,8 @@ class _Installed:
     def pipeline_metrics(self) -> PipelineMetrics:
         """The instruments, resolved lazily (after the configurator installed the meter provider)."""
         if self.metrics is None:
-            self.metrics = (
-                pipeline_metrics() if self.meter_provider is None else _ProviderPipelineMetrics(self.meter_provider)
-            )
+            provider = self.meter_provider
+            self.metrics = pipeline_metrics() if provider is None else _ProviderPipelineMetrics(provider)
         return self.metrics
 
 
@@ -115,7 +114,9 @@ class _ProviderPipelineMetrics(PipelineMetrics):
     def __init__(self, meter_provider: MeterProvider) -> None:
         meter = meter_provider.get_meter("floe_otel_distro")
         self.run_duration = meter.create_histogram(
-            "floe.pipeline.run.duration", unit="s", description="Duration of a pipeline run (dbt invocation, Dagster run)."
+            "floe.pipeline.run.duration",
+            unit="s",
+            description="Duration of a pipeline run (dbt invocation, Dagster run).",
         )
         self.materializations = meter.create_counter(
             "floe.pipeline.materializations",
@@ -239,13 +240,10 @@ def _config_attributes(config: Any) -> dict[str, Any]:
 
 
 def _dbt_version() -> str | None:
-    module = sys.modules.get("dbt.__version__")
-    if module is None:
-        try:
-            import dbt.__version__ as module  # dbt is already imported when this runs
-        except Exception:
-            return None
-    version = getattr(module, "version", None)
+    try:
+        from dbt.__version__ import version  # dbt is already imported when this runs
+    except Exception:
+        return None
     return str(version) if version else None
 
 
@@ -264,7 +262,8 @@ def _apply_result(span: Span, result: Any, metrics: PipelineMetrics, unique_id: 
         span.set_attribute(NODE_EXECUTION_TIME, float(execution_time))
     adapter_response = getattr(result, "adapter_response", None)
     if isinstance(adapter_response, Mapping) and adapter_response:
-        span.set_attribute(NODE_ADAPTER_RESPONSE, json.dumps(dict(adapter_response), default=str, sort_keys=True))
+        response = json.dumps(dict(adapter_response), default=str, sort_keys=True)
+        span.set_attribute(NODE_ADAPTER_RESPONSE, response)
         rows = adapter_response.get("rows_affected")
         if isinstance(rows, int) and not isinstance(rows, bool):
             span.set_attribute(NODE_ROWS_AFFECTED, rows)
@@ -376,8 +375,10 @@ def _late_node_span(installed: _Installed, invocation: _Invocation, result: Any)
     ends = [t for t in (_ns(getattr(x, "completed_at", None)) for x in timings) if t is not None]
     start = min(starts) if starts else None
     end = max(ends) if ends else None
-    span = installed.tracer.start_span(_span_name(attributes), context=invocation.parent, kind=SpanKind.INTERNAL,
-                                       attributes=attributes, start_time=start)
+    span = installed.tracer.start_span(
+        _span_name(attributes), context=invocation.parent, kind=SpanKind.INTERNAL, attributes=attributes,
+        start_time=start,
+    )
     try:
         _apply_result(span, result, installed.pipeline_metrics(), unique_id)
     finally:
@@ -439,31 +440,27 @@ def _results_of(outcome: Any) -> Iterable[Any]:
     return ()
 
 
-def _end_invocation(installed: _Installed, invocation: _Invocation, ctx: Any, returned: Any,
-                    exc: BaseException | None) -> None:
-    span = invocation.span
-    success = False
-    results: Any = None
-    error: BaseException | None = None
+def _outcome(returned: Any, exc: BaseException | None) -> tuple[bool, Any, BaseException | None]:
+    """(success, results, error) from what ``cli.invoke`` returned or raised (ResultExit/ExceptionExit…)."""
     if exc is None:
         if isinstance(returned, tuple) and len(returned) == 2:
-            results, success = returned[0], bool(returned[1])
-        else:
-            success = True
-    else:
-        results = getattr(exc, "result", None)
-        inner = getattr(exc, "exception", None)
-        if isinstance(inner, BaseException):
-            error = inner
-        elif type(exc).__name__ == "Exit" and getattr(exc, "exit_code", 1) == 0:
-            success = True
-        elif results is None and type(exc).__name__ != "ResultExit":
-            error = exc
+            return bool(returned[1]), returned[0], None
+        return True, returned, None
+    results = getattr(exc, "result", None)
+    inner = getattr(exc, "exception", None)
+    if isinstance(inner, BaseException):  # dbt's ExceptionExit
+        return False, None, inner
+    if type(exc).__name__ == "Exit" and getattr(exc, "exit_code", 1) == 0:  # click's clean exit
+        return True, None, None
+    if type(exc).__name__ == "ResultExit":  # the command ran and did not succeed
+        return False, results, None
+    return False, results, exc
 
+
+def _invocation_attributes(invocation: _Invocation, ctx: Any, success: bool) -> dict[str, Any]:
     obj = getattr(ctx, "obj", None)
     config = obj.get("runtime_config") if isinstance(obj, Mapping) else None
-    config = config or invocation.config
-    attributes = _config_attributes(config)
+    attributes = _config_attributes(config or invocation.config)
     if DBT_PROJECT_NAME not in attributes and isinstance(obj, Mapping):
         project_name = getattr(obj.get("project"), "project_name", None)
         if project_name:
@@ -473,11 +470,13 @@ def _end_invocation(installed: _Installed, invocation: _Invocation, ctx: Any, re
 
         attributes[DBT_INVOCATION_ID] = str(get_invocation_id())
     except Exception:
-        pass
+        _log.debug("no dbt invocation id", exc_info=True)
     attributes[DBT_SUCCESS] = success
-    span.set_attributes(attributes)
+    return attributes
 
-    # Nodes dbt reported without running them through call_runner (hooks), then nodes left open (interrupt).
+
+def _close_nodes(installed: _Installed, invocation: _Invocation, results: Any) -> None:
+    """Spans for results dbt reported outside call_runner (hooks); end nodes left open (interrupt)."""
     for result in _results_of(results):
         unique_id = getattr(getattr(result, "node", None), "unique_id", None)
         with invocation.lock:
@@ -494,20 +493,26 @@ def _end_invocation(installed: _Installed, invocation: _Invocation, ctx: Any, re
         node_span.set_status(Status(StatusCode.ERROR, "dbt invocation ended before the node finished"))
         node_span.end()
 
+
+def _end_invocation(
+    installed: _Installed, invocation: _Invocation, ctx: Any, returned: Any, exc: BaseException | None
+) -> None:
+    span = invocation.span
+    success, results, error = _outcome(returned, exc)
+    attributes = _invocation_attributes(invocation, ctx, success)
+    span.set_attributes(attributes)
+    _close_nodes(installed, invocation, results)
+    metrics = installed.pipeline_metrics()
     if error is not None:
         span.record_exception(error)
         span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
-        installed.pipeline_metrics().record_error(COMPONENT, ERROR_INVOCATION)
+        metrics.record_error(COMPONENT, ERROR_INVOCATION)
     elif not success:
         failed = sum(1 for r in _results_of(results) if _text(getattr(r, "status", "")) in _FAILED_STATUSES)
-        span.set_status(Status(StatusCode.ERROR, f"dbt {invocation.command} failed ({failed} node(s) failed)"))
+        span.set_status(Status(StatusCode.ERROR, f"dbt {invocation.command}: {failed} node(s) failed"))
     status = "success" if success else ("error" if error is not None else "failure")
-    installed.pipeline_metrics().record_run(
-        COMPONENT,
-        str(attributes.get(DBT_PROJECT_NAME) or invocation.command),
-        status,
-        time.perf_counter() - invocation.started,
-    )
+    name = str(attributes.get(DBT_PROJECT_NAME) or invocation.command)
+    metrics.record_run(COMPONENT, name, status, time.perf_counter() - invocation.started)
     span.end()
 
 
