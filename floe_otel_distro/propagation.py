@@ -98,11 +98,10 @@ def extract_from_environ(environ: Mapping[str, str]) -> context.Context:
     span_ok = has_valid_span(ctx)
     if "TRACEPARENT" in present and not span_ok:
         ignored.append("TRACEPARENT")
-    if "TRACESTATE" in present and span_ok:
-        if not trace.get_current_span(ctx).get_span_context().trace_state or any(
-            name == "opentelemetry.trace.span" for name in swallow.swallowed
-        ):
-            ignored.append("TRACESTATE")
+    state_ok = bool(trace.get_current_span(ctx).get_span_context().trace_state)
+    state_warned = "opentelemetry.trace.span" in swallow.swallowed
+    if "TRACESTATE" in present and span_ok and (not state_ok or state_warned):
+        ignored.append("TRACESTATE")
     if "BAGGAGE" in present and any(name.startswith("opentelemetry.baggage") for name in swallow.swallowed):
         ignored.append("BAGGAGE")
     if ignored:
@@ -131,7 +130,9 @@ def current_carrier(ctx: context.Context | None = None) -> dict[str, str]:
     return carrier
 
 
-def inject_into_env(env: MutableMapping[str, str], ctx: context.Context | None = None) -> MutableMapping[str, str]:
+def inject_into_env(
+    env: MutableMapping[str, str], ctx: context.Context | None = None
+) -> MutableMapping[str, str]:
     """Write the current (or given) context into ``env`` and return it.
 
     Stale carrier variables are removed first, so a child never continues an outdated trace.

@@ -1,4 +1,4 @@
-"""Child-process context injection: subprocess, os.exec*/spawn*/posix_spawn*, multiprocessing spawn/forkserver.
+"""Child-process context injection: subprocess, os.exec*/spawn*/posix_spawn, multiprocessing spawn+forkserver.
 
 Whenever an instrumented process starts a child, the child's environment *copy* carries the current
 context as ``TRACEPARENT`` / ``TRACESTATE`` / ``BAGGAGE`` (OTel spec "environment variables as context
@@ -162,7 +162,8 @@ def _wrap_get_preparation_data(original: AnyCallable) -> AnyCallable:
         data = original(name, *args, **kwargs)
         try:
             starting = getattr(_state.starting, "process", None)
-            if _state.active and has_valid_span() and not _is_pool_worker(starting) and isinstance(data, dict):
+            carry = _state.active and isinstance(data, dict) and not _is_pool_worker(starting)
+            if carry and has_valid_span():
                 data[PREPARATION_DATA_KEY] = current_carrier()
         except Exception:
             _log.debug("floe-otel: could not add context to multiprocessing preparation data", exc_info=True)
@@ -229,7 +230,8 @@ def _popen_env_index(init: AnyCallable) -> int:
     try:
         return list(inspect.signature(init).parameters).index("env")
     except (ValueError, TypeError):
-        return 11  # (self, args, bufsize, executable, stdin, stdout, stderr, preexec_fn, close_fds, shell, cwd, env)
+        # (self, args, bufsize, executable, stdin, stdout, stderr, preexec_fn, close_fds, shell, cwd, env)
+        return 11
 
 
 def _patch_subprocess(module: ModuleType) -> None:
