@@ -129,13 +129,14 @@ def _pipeline_metrics_for(meter_provider: Any) -> PipelineMetrics:
         return pipeline_metrics()
     # PipelineMetrics always asks the global API for its meter; give it the caller's provider instead,
     # so names, units and attributes still come from _metrics only.
+    namespace = vars(_metrics_module)
     with _patch_lock:
-        api = _metrics_module.metrics
-        _metrics_module.metrics = SimpleNamespace(get_meter=meter_provider.get_meter)  # type: ignore[assignment]
+        api = namespace["metrics"]
+        namespace["metrics"] = SimpleNamespace(get_meter=meter_provider.get_meter)
         try:
             return PipelineMetrics()
         finally:
-            _metrics_module.metrics = api
+            namespace["metrics"] = api
 
 
 # ---- patching helpers -----------------------------------------------------------------------------
@@ -233,8 +234,9 @@ def _drive(inner: Iterator[Any], tracker: _Tracker | None) -> Iterator[Any]:
 
 
 def _event_type(event: Any) -> str:
-    event_type = getattr(event, "event_type_value", None)
-    return event_type if isinstance(event_type, str) else ""
+    """``DagsterEventType`` member name: ``RUN_SUCCESS`` (whose value is the legacy ``PIPELINE_SUCCESS``)."""
+    name = getattr(getattr(event, "event_type", None), "name", None)
+    return name if isinstance(name, str) else ""
 
 
 def _error_info_text(error: Any) -> tuple[str, str]:
@@ -304,8 +306,9 @@ class _RunTracker(_Tracker):
         if tags.get(PARTITION_TAG):
             attributes[PARTITION] = str(tags[PARTITION_TAG])
         self.started = time.monotonic()
-        self.span = state.tracer.start_span(f"dagster.run {self.job_name}", kind=SpanKind.INTERNAL,
-                                            attributes=attributes)
+        self.span = state.tracer.start_span(
+            f"dagster.run {self.job_name}", kind=SpanKind.INTERNAL, attributes=attributes
+        )
         self.ctx = trace.set_span_in_context(self.span, context.get_current())
         self.status: str | None = None
         self.exception_recorded = False
@@ -316,8 +319,13 @@ class _RunTracker(_Tracker):
             self.status = SUCCESS
         elif event_type == "RUN_FAILURE":
             self.status = FAILURE
-            error = getattr(getattr(event, "event_specific_data", None), "error", None)
-            if error is not None:
+            data = getattr(event, "event_specific_data", None)
+            error = getattr(data, "error", None)
+            # A step failure is already recorded on its step span; record only run-level errors here.
+            if (
+                error is not None
+                and getattr(getattr(data, "failure_reason", None), "name", "") != "STEP_FAILURE"
+            ):
                 _record_error_info(self.span, error)
                 self.exception_recorded = True
             self.span.set_status(Status(StatusCode.ERROR, str(getattr(event, "message", "") or "run failed")))
@@ -333,7 +341,9 @@ class _RunTracker(_Tracker):
         node_handle = getattr(event, "node_handle", None)
         if node_handle is not None:
             attributes[OP_NAME] = str(getattr(node_handle, "name", node_handle))
-        span = self.state.tracer.start_span(f"dagster.step {step_key}", context=self.ctx, attributes=attributes)
+        span = self.state.tracer.start_span(
+            f"dagster.step {step_key}", context=self.ctx, attributes=attributes
+        )
         span.end()
 
     def on_exception(self, exc: BaseException) -> None:
@@ -390,7 +400,10 @@ class _StepTracker(_Tracker):
             attributes[PARTITION] = self.partition
         self.start_ns = time.time_ns()
         self.span = state.tracer.start_span(
-            f"dagster.step {self.step_key}", kind=SpanKind.INTERNAL, attributes=attributes, start_time=self.start_ns
+            f"dagster.step {self.step_key}",
+            kind=SpanKind.INTERNAL,
+            attributes=attributes,
+            start_time=self.start_ns,
         )
         self.step_ctx = trace.set_span_in_context(self.span, context.get_current())
         self.ctx = self.step_ctx
@@ -415,7 +428,10 @@ class _StepTracker(_Tracker):
         if self.partition:
             attributes[PARTITION] = self.partition
         return self.state.tracer.start_span(
-            f"dagster.asset {key}", context=self.step_ctx, kind=SpanKind.INTERNAL, attributes=attributes,
+            f"dagster.asset {key}",
+            context=self.step_ctx,
+            kind=SpanKind.INTERNAL,
+            attributes=attributes,
             start_time=start_ns,
         )
 
@@ -536,9 +552,12 @@ def _wrap_command_execute(original: Callable[..., Iterator[Any]]) -> Callable[..
 def _flush() -> None:
     """Export what this step's child process recorded before multiprocessing ends it."""
     state = _state
-    tracer_provider = state.tracer_provider if state and state.tracer_provider else trace.get_tracer_provider()
-    meter_provider = state.meter_provider if state and state.meter_provider else metrics.get_meter_provider()
-    for provider in (tracer_provider, meter_provider):
+    tracer_provider = state.tracer_provider if state else None
+    meter_provider = state.meter_provider if state else None
+    for provider in (
+        tracer_provider or trace.get_tracer_provider(),
+        meter_provider or metrics.get_meter_provider(),
+    ):
         force_flush = getattr(provider, "force_flush", None)
         if callable(force_flush):
             _safely("flushing", force_flush, _FLUSH_TIMEOUT_MILLIS)
