@@ -1,0 +1,265 @@
+"""Trace ids on logs: ``trace_id``/``span_id`` on every stdlib ``LogRecord`` and structlog event dict.
+
+- stdlib ``logging``: the ``LogRecord`` factory is wrapped; while a valid span is current, each record
+  gets ``trace_id`` (32 lowercase hex), ``span_id`` (16 lowercase hex) and ``trace_flags`` (2 hex, e.g.
+  ``"01"`` = sampled). Outside a span the attributes are absent (use ``Formatter(defaults=...)`` when a
+  format string names them).
+- structlog: :func:`add_trace_context` adds ``trace_id`` / ``span_id`` (``setdefault``: values the app
+  bound itself win). It is inserted, once, right before the final renderer of the current structlog
+  configuration (also the built-in default one) and of every later ``structlog.configure`` /
+  ``configure_once`` / ``reset_defaults`` call, so the app needs no processor of its own and the order
+  "app configures structlog before / after the distro loads" does not matter. structlog is never
+  imported by us: the patch is applied when the app imports it.
+- Export decision: structlog events whose wrapped logger is a stdlib ``logging.Logger`` (structlog over
+  stdlib) reach OTel through the stdlib path (the configurator's ``LoggingHandler``) and are *not*
+  emitted here, so there are no duplicates. Events of every other wrapped logger (structlog's default
+  ``PrintLogger``, ``WriteLogger``, ``BytesLogger``…) never touch stdlib logging; :func:`add_trace_context`
+  emits them to the OTel Logs API (``opentelemetry._logs``) itself. Turn that off with
+  ``LogCorrelationInstrumentor().instrument(export_structlog=False)``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable, Collection, MutableMapping, Sequence
+from types import ModuleType
+from typing import Any
+
+from opentelemetry import context, trace
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
+
+from floe_otel_distro.instrumentation._import_hooks import when_imported
+
+_log = logging.getLogger(__name__)
+
+TRACE_ID = "trace_id"
+SPAN_ID = "span_id"
+TRACE_FLAGS = "trace_flags"
+
+# structlog keys that are not exported as OTel attributes (they are the record's own fields)
+_NOT_ATTRIBUTES = frozenset({"event", "level", TRACE_ID, SPAN_ID, "exc_info"})
+_DEFAULT_OTEL_LOGGER_NAME = "structlog"
+
+AnyCallable = Callable[..., Any]
+
+
+class _State:
+    """What is installed; wrappers pass through when ``active`` is false (someone wrapped over us)."""
+
+    def __init__(self) -> None:
+        self.active = False
+        self.export_structlog = True
+        self.factory: AnyCallable | None = None
+        self.structlog_patches: list[tuple[object, str, AnyCallable, AnyCallable]] = []
+        self.otel_loggers: dict[str, Any] = {}
+        self.emitting = False
+
+
+_state = _State()
+
+
+def _current_ids() -> tuple[str, str, str] | None:
+    span_context = trace.get_current_span().get_span_context()
+    if not span_context.is_valid:
+        return None
+    return (
+        format(span_context.trace_id, "032x"),
+        format(span_context.span_id, "016x"),
+        format(span_context.trace_flags, "02x"),
+    )
+
+
+# ---- stdlib logging ---------------------------------------------------------------------------------
+def _wrap_record_factory(original: AnyCallable) -> AnyCallable:
+    def record_factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record: logging.LogRecord = original(*args, **kwargs)
+        if _state.active:
+            ids = _current_ids()
+            if ids is not None:
+                record.trace_id, record.span_id, record.trace_flags = ids
+        return record
+
+    record_factory.__floe_original__ = original  # type: ignore[attr-defined]
+    return record_factory
+
+
+# ---- structlog --------------------------------------------------------------------------------------
+_SEVERITY = {
+    "debug": 5,
+    "info": 9,
+    "msg": 9,
+    "warn": 13,
+    "warning": 13,
+    "error": 17,
+    "exception": 17,
+    "critical": 21,
+    "fatal": 21,
+}
+
+
+def _attribute_value(value: Any) -> Any:
+    if isinstance(value, (str, bool, int, float)):
+        return value
+    if isinstance(value, Sequence) and not isinstance(value, (bytes, bytearray)):
+        items = list(value)
+        if items and all(isinstance(v, str) for v in items):
+            return items
+    return str(value)
+
+
+def _otel_logger(name: str) -> Any:
+    logger = _state.otel_loggers.get(name)
+    if logger is None:
+        from opentelemetry import _logs
+
+        logger = _state.otel_loggers[name] = _logs.get_logger(name)
+    return logger
+
+
+def _exception_of(exc_info: Any) -> BaseException | None:
+    if isinstance(exc_info, BaseException):
+        return exc_info
+    if isinstance(exc_info, tuple) and len(exc_info) == 3 and isinstance(exc_info[1], BaseException):
+        return exc_info[1]
+    if exc_info is True:
+        return sys.exc_info()[1]
+    return None
+
+
+def _emit_to_otel(method_name: str, event_dict: MutableMapping[str, Any]) -> None:
+    """Emit one structlog event through the OTel Logs API (non-stdlib wrapped loggers only)."""
+    if _state.emitting:  # an exporter logging through structlog must not recurse
+        return
+    _state.emitting = True
+    try:
+        level = str(event_dict.get("level", method_name)).lower()
+        body = event_dict.get("event")
+        _otel_logger(str(event_dict.get("logger") or _DEFAULT_OTEL_LOGGER_NAME)).emit(
+            context=context.get_current(),
+            severity_number=_SEVERITY.get(level, 9),
+            severity_text={"warning": "WARN", "critical": "FATAL"}.get(level, level.upper()),
+            body=body if isinstance(body, (str, int, float, bool)) or body is None else str(body),
+            attributes={k: _attribute_value(v) for k, v in event_dict.items() if k not in _NOT_ATTRIBUTES},
+            exception=_exception_of(event_dict.get("exc_info")),
+        )
+    except Exception:
+        _log.debug("floe-otel: could not export a structlog event", exc_info=True)
+    finally:
+        _state.emitting = False
+
+
+def add_trace_context(logger: Any, method_name: str, event_dict: MutableMapping[str, Any]) -> Any:
+    """structlog processor: add the current span's ``trace_id``/``span_id``; export non-stdlib events."""
+    if not _state.active:
+        return event_dict
+    ids = _current_ids()
+    if ids is not None:
+        event_dict.setdefault(TRACE_ID, ids[0])
+        event_dict.setdefault(SPAN_ID, ids[1])
+    if _state.export_structlog and not isinstance(logger, logging.Logger):
+        _emit_to_otel(method_name, event_dict)
+    return event_dict
+
+
+def _structlog_config(structlog: ModuleType) -> Any:
+    config_module = getattr(structlog, "_config", None)
+    return getattr(config_module, "_CONFIG", None)
+
+
+def ensure_structlog_processor(structlog: ModuleType) -> None:
+    """Insert :func:`add_trace_context` before the final renderer of the current config (once)."""
+    config = _structlog_config(structlog)
+    if config is None:
+        return
+    processors = config.default_processors
+    if any(p is add_trace_context for p in processors):
+        return
+    position = max(len(list(processors)) - 1, 0)
+    if isinstance(processors, list):
+        processors.insert(position, add_trace_context)  # in place: already-bound loggers see it too
+    else:
+        updated = list(processors)
+        updated.insert(position, add_trace_context)
+        config.default_processors = updated
+
+
+def _remove_structlog_processor(structlog: ModuleType) -> None:
+    config = _structlog_config(structlog)
+    if config is None:
+        return
+    processors = config.default_processors
+    if isinstance(processors, list):
+        processors[:] = [p for p in processors if p is not add_trace_context]
+    else:
+        config.default_processors = [p for p in processors if p is not add_trace_context]
+
+
+def _wrap_configure(structlog: ModuleType) -> Callable[[AnyCallable], AnyCallable]:
+    def factory(original: AnyCallable) -> AnyCallable:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            result = original(*args, **kwargs)
+            if _state.active:
+                try:
+                    ensure_structlog_processor(structlog)
+                except Exception:
+                    _log.debug("floe-otel: could not add the structlog trace processor", exc_info=True)
+            return result
+
+        wrapper.__name__ = getattr(original, "__name__", "configure")
+        wrapper.__doc__ = getattr(original, "__doc__", None)
+        wrapper.__wrapped__ = original  # type: ignore[attr-defined]
+        return wrapper
+
+    return factory
+
+
+def _patch(owner: object, attr: str, factory: Callable[[AnyCallable], AnyCallable]) -> None:
+    current = getattr(owner, attr, None)
+    if current is None or getattr(current, "__floe_original__", None) is not None:
+        return
+    wrapper = factory(current)
+    wrapper.__floe_original__ = current  # type: ignore[attr-defined]
+    setattr(owner, attr, wrapper)
+    _state.structlog_patches.append((owner, attr, current, wrapper))
+
+
+def _patch_structlog(structlog: ModuleType) -> None:
+    if not _state.active:
+        return
+    config_module = getattr(structlog, "_config", None)
+    for owner in (structlog, config_module):
+        if owner is None:
+            continue
+        for name in ("configure", "reset_defaults"):
+            _patch(owner, name, _wrap_configure(structlog))
+    ensure_structlog_processor(structlog)
+
+
+class LogCorrelationInstrumentor(BaseInstrumentor):  # type: ignore[misc]
+    """Puts the current span's ids on stdlib log records and structlog event dicts."""
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        return ()
+
+    def _instrument(self, **kwargs: Any) -> None:
+        _state.active = True
+        _state.export_structlog = bool(kwargs.get("export_structlog", True))
+        factory = _wrap_record_factory(logging.getLogRecordFactory())
+        _state.factory = factory
+        logging.setLogRecordFactory(factory)
+        when_imported("structlog", _patch_structlog)
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        _state.active = False
+        current = logging.getLogRecordFactory()
+        if _state.factory is not None and current is _state.factory:
+            logging.setLogRecordFactory(_state.factory.__floe_original__)  # type: ignore[attr-defined]
+        _state.factory = None
+        for owner, attr, original, wrapper in reversed(_state.structlog_patches):
+            if getattr(owner, attr, None) is wrapper:
+                setattr(owner, attr, original)
+        _state.structlog_patches.clear()
+        structlog = sys.modules.get("structlog")
+        if structlog is not None:
+            _remove_structlog_processor(structlog)
