@@ -1,0 +1,378 @@
+"""Unit tests for the dbt instrumentor: real dbt-core + dbt-duckdb on a tmp copy of the jaffle project."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
+
+from floe_otel_distro.instrumentation import dbt as dbt_instr
+from floe_otel_distro.instrumentation.dbt import DbtInstrumentor
+
+JAFFLE = Path(__file__).resolve().parents[1] / "projects" / "jaffle"
+
+
+@dataclass
+class DbtRun:
+    """What one instrumented programmatic dbt invocation produced."""
+
+    project: Path
+    success: bool
+    exception: BaseException | None
+    spans: list[ReadableSpan]
+    metrics: dict[str, list[tuple[dict[str, Any], Any]]]
+    events: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+
+    @property
+    def invocation(self) -> ReadableSpan:
+        roots = [s for s in self.spans if s.name.startswith("dbt ")]
+        assert len(roots) == 1, [s.name for s in roots]
+        return roots[0]
+
+    @property
+    def nodes(self) -> dict[str, ReadableSpan]:
+        out: dict[str, ReadableSpan] = {}
+        for s in self.spans:
+            uid = (s.attributes or {}).get("dbt.node.unique_id")
+            if uid is not None:
+                assert uid not in out, f"two spans for {uid}"
+                out[str(uid)] = s
+        return out
+
+    def run_results(self) -> list[dict[str, Any]]:
+        return json.loads((self.project / "target" / "run_results.json").read_text())["results"]
+
+
+def copy_project(dest: Path) -> Path:
+    project = dest / "jaffle"
+    shutil.copytree(JAFFLE, project, ignore=shutil.ignore_patterns("target", "logs", "*.duckdb*"))
+    return project
+
+
+def metric_points(reader: InMemoryMetricReader) -> dict[str, list[tuple[dict[str, Any], Any]]]:
+    out: dict[str, list[tuple[dict[str, Any], Any]]] = {}
+    data = reader.get_metrics_data()
+    for rm in data.resource_metrics if data else []:
+        for sm in rm.scope_metrics:
+            for m in sm.metrics:
+                for p in m.data.data_points:
+                    value = getattr(p, "value", None)
+                    if value is None:
+                        value = (p.count, p.sum)  # histogram
+                    out.setdefault(m.name, []).append((dict(p.attributes or {}), value))
+    return out
+
+
+def invoke_dbt(
+    project: Path,
+    args: list[str],
+    callbacks: list[Callable[[Any], None]] | None = None,
+    tracer_provider: Any = None,
+) -> DbtRun:
+    """Instrument with in-memory providers, run ``dbtRunner().invoke(args)`` in ``project``, uninstrument."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    reader = InMemoryMetricReader()
+    meter_provider = MeterProvider(metric_readers=[reader])
+    instrumentor = DbtInstrumentor()
+    instrumentor.instrument(tracer_provider=tracer_provider or provider, meter_provider=meter_provider)
+    old_env = os.environ.get("JAFFLE_DUCKDB_PATH")
+    os.environ["JAFFLE_DUCKDB_PATH"] = str(project / "jaffle.duckdb")
+    try:
+        from dbt.cli.main import dbtRunner
+
+        res = dbtRunner(callbacks=callbacks).invoke(
+            [*args, "--project-dir", str(project), "--profiles-dir", str(project)]
+        )
+    finally:
+        instrumentor.uninstrument()
+        if old_env is None:
+            os.environ.pop("JAFFLE_DUCKDB_PATH", None)
+        else:
+            os.environ["JAFFLE_DUCKDB_PATH"] = old_env
+    return DbtRun(project, res.success, res.exception, list(exporter.get_finished_spans()), metric_points(reader))
+
+
+@pytest.fixture(scope="module")
+def build(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DbtRun]:
+    """One instrumented ``dbt build`` of jaffle (threads: 4), shared by the assertions below."""
+    project = copy_project(tmp_path_factory.mktemp("build"))
+    seen: list[tuple[str, str, dict[str, Any]]] = []
+
+    def on_event(msg: Any) -> None:  # a user's own dbtRunner callback, called on dbt's worker threads
+        if msg.info.name == "NodeExecuting":
+            current = trace.get_current_span()
+            attrs = dict(getattr(current, "attributes", None) or {})
+            seen.append((msg.data.node_info.unique_id, threading.current_thread().name, attrs))
+
+    run = invoke_dbt(project, ["build"], callbacks=[on_event])
+    run.events = seen
+    yield run
+
+
+def test_build_fails_like_plain_dbt(build: DbtRun) -> None:
+    """Instrumentation does not change dbt's outcome: the failing test still makes the build unsuccessful."""
+    assert build.success is False
+    assert build.exception is None
+    statuses = {r["status"] for r in build.run_results()}
+    assert statuses == {"success", "pass", "fail", "skipped"}
+
+
+def test_invocation_span_attributes(build: DbtRun) -> None:
+    """The invocation span carries command, args, version, adapter, target, project and success."""
+    from dbt.__version__ import version
+
+    inv = build.invocation
+    attrs = dict(inv.attributes or {})
+    assert inv.name == "dbt build"
+    assert inv.parent is None
+    assert attrs["dbt.command"] == "build"
+    assert list(attrs["dbt.args"])[:1] == ["build"]
+    assert "--project-dir" in attrs["dbt.args"]
+    assert attrs["dbt.version"] == version
+    assert attrs["dbt.adapter.type"] == "duckdb"
+    assert attrs["dbt.target"] == "dev"
+    assert attrs["dbt.project.name"] == "jaffle"
+    assert attrs["dbt.success"] is False
+    run_results = json.loads((build.project / "target" / "run_results.json").read_text())
+    assert attrs["dbt.invocation_id"] == run_results["metadata"]["invocation_id"]
+    assert inv.status.status_code is StatusCode.ERROR
+    assert "1 node(s) failed" in (inv.status.description or "")
+
+
+def test_every_run_result_has_a_child_span(build: DbtRun) -> None:
+    """Every unique_id in run_results.json has exactly one node span, parented by the invocation span."""
+    results = build.run_results()
+    assert len(results) == 22
+    nodes = build.nodes
+    assert set(nodes) == {r["unique_id"] for r in results}
+    inv = build.invocation
+    for uid, span in nodes.items():
+        assert span.parent is not None, uid
+        assert span.parent.span_id == inv.context.span_id, uid
+    assert len(build.spans) == len(results) + 1
+
+
+def test_one_trace_id(build: DbtRun) -> None:
+    """The invocation and all node spans share one trace id."""
+    assert len({s.context.trace_id for s in build.spans}) == 1
+
+
+def test_nodes_ran_on_several_threads_within_the_invocation(build: DbtRun) -> None:
+    """With threads: 4 the nodes ran on several worker threads, each span inside the invocation's time."""
+    inv = build.invocation
+    threads = {s.attributes["dbt.node.thread"] for s in build.nodes.values()}  # type: ignore[index]
+    assert len(threads) >= 2, threads
+    assert all("worker" in str(t) for t in threads)
+    for span in build.nodes.values():
+        assert inv.start_time <= span.start_time <= span.end_time <= inv.end_time  # type: ignore[operator]
+
+
+def test_node_span_is_current_on_the_worker_thread(build: DbtRun) -> None:
+    """While a node executes, its span is the current span on dbt's worker thread (user callbacks still run)."""
+    assert build.events, "the user's dbtRunner callback never saw NodeExecuting"
+    for uid, thread_name, attrs in build.events:
+        assert "worker" in thread_name
+        assert attrs.get("dbt.node.unique_id") == uid
+
+
+def test_node_span_attributes(build: DbtRun) -> None:
+    """Node spans carry resource type, name, materialization, status, rows, adapter response, thread, time."""
+    by_id = {r["unique_id"]: r for r in build.run_results()}
+    seed = build.nodes["seed.jaffle.raw_customers"]
+    assert seed.name == "dbt.seed raw_customers"
+    a = dict(seed.attributes or {})
+    assert a["dbt.node.resource_type"] == "seed"
+    assert a["dbt.node.name"] == "raw_customers"
+    assert a["dbt.node.materialization"] == "seed"
+    assert a["dbt.node.status"] == "success"
+    assert a["dbt.node.rows_affected"] == 6
+    assert json.loads(str(a["dbt.node.adapter_response"])) == by_id["seed.jaffle.raw_customers"]["adapter_response"]
+    assert a["dbt.node.thread"] == by_id["seed.jaffle.raw_customers"]["thread_id"]
+    assert a["dbt.node.execution_time"] == pytest.approx(by_id["seed.jaffle.raw_customers"]["execution_time"])
+
+    expected = {
+        "model.jaffle.stg_orders": ("model", "view"),
+        "model.jaffle.customers": ("model", "table"),
+        "model.jaffle.orders": ("model", "incremental"),
+        "snapshot.jaffle.customers_snapshot": ("snapshot", "snapshot"),
+        "test.jaffle.assert_order_amounts_positive": ("test", "test"),
+    }
+    for uid, (rtype, mat) in expected.items():
+        attrs = dict(build.nodes[uid].attributes or {})
+        assert attrs["dbt.node.resource_type"] == rtype
+        assert attrs["dbt.node.materialization"] == mat
+        assert attrs["dbt.node.status"] == by_id[uid]["status"]
+        assert build.nodes[uid].name == f"dbt.{rtype} {uid.split('.')[2]}"
+    assert {e.name for e in build.nodes["model.jaffle.orders"].events} >= {"dbt.compile", "dbt.execute"}
+
+
+def test_failing_test_has_error_status_and_message(build: DbtRun) -> None:
+    """The one failing data test is the only ERROR node span; it records the failure message."""
+    failing = build.nodes["test.jaffle.assert_order_amounts_positive"]
+    assert failing.status.status_code is StatusCode.ERROR
+    assert "Got 1 result" in (failing.status.description or "")
+    assert failing.attributes["dbt.node.status"] == "fail"  # type: ignore[index]
+    assert failing.attributes["dbt.node.failures"] == 1  # type: ignore[index]
+    exc = [e for e in failing.events if e.name == "exception"]
+    assert len(exc) == 1
+    assert exc[0].attributes["exception.type"] == "dbt.test_failure"  # type: ignore[index]
+    assert "Got 1 result" in str(exc[0].attributes["exception.message"])  # type: ignore[index]
+    errors = [uid for uid, s in build.nodes.items() if s.status.status_code is StatusCode.ERROR]
+    assert errors == ["test.jaffle.assert_order_amounts_positive"]
+
+
+def test_skipped_nodes_are_marked(build: DbtRun) -> None:
+    """Nodes downstream of the failing test are marked skipped (not errors)."""
+    skipped = {uid for uid, s in build.nodes.items() if (s.attributes or {}).get("dbt.node.skipped") is True}
+    assert skipped == {r["unique_id"] for r in build.run_results() if r["status"] == "skipped"}
+    assert "model.jaffle.customer_revenue" in skipped
+    span = build.nodes["model.jaffle.customer_revenue"]
+    assert span.attributes["dbt.node.status"] == "skipped"  # type: ignore[index]
+    assert span.status.status_code is StatusCode.UNSET
+
+
+def test_pipeline_metrics(build: DbtRun) -> None:
+    """record_run per invocation, record_materialization per node, record_error per failed node."""
+    runs = build.metrics["floe.pipeline.run.duration"]
+    assert len(runs) == 1
+    attrs, (count, total) = runs[0]
+    assert attrs == {"floe.pipeline.component": "dbt", "floe.pipeline.name": "jaffle",
+                     "floe.pipeline.status": "failure"}
+    assert count == 1 and total > 0
+
+    mats = {a["floe.asset.key"]: (a["floe.materialization.status"], v)
+            for a, v in build.metrics["floe.pipeline.materializations"]}
+    assert mats == {r["unique_id"]: (r["status"], 1) for r in build.run_results()}
+    assert all(a["floe.pipeline.component"] == "dbt" for a, _ in build.metrics["floe.pipeline.materializations"])
+
+    assert build.metrics["floe.pipeline.errors"] == [
+        ({"floe.pipeline.component": "dbt", "error.type": "dbt.test_failure"}, 1)
+    ]
+
+
+def test_cli_entry_point_is_traced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The `dbt` console script path (cli() → cli.main → cli.invoke) gets the same spans as dbtRunner."""
+    project = copy_project(tmp_path)
+    monkeypatch.setenv("JAFFLE_DUCKDB_PATH", str(project / "jaffle.duckdb"))
+    monkeypatch.setattr(sys, "argv", ["dbt", "seed", "--project-dir", str(project), "--profiles-dir", str(project)])
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    reader = InMemoryMetricReader()
+    instrumentor = DbtInstrumentor()
+    instrumentor.instrument(tracer_provider=provider, meter_provider=MeterProvider(metric_readers=[reader]))
+    try:
+        from dbt.cli.main import cli
+
+        with pytest.raises(SystemExit) as exit_info:
+            cli()
+    finally:
+        instrumentor.uninstrument()
+    assert exit_info.value.code == 0
+    spans = exporter.get_finished_spans()
+    (inv,) = [s for s in spans if s.name == "dbt seed"]
+    assert inv.attributes["dbt.success"] is True  # type: ignore[index]
+    assert inv.attributes["dbt.project.name"] == "jaffle"  # type: ignore[index]
+    assert inv.status.status_code is StatusCode.UNSET
+    seeds = {s.attributes["dbt.node.unique_id"] for s in spans if s.name.startswith("dbt.seed ")}  # type: ignore[index]
+    assert seeds == {"seed.jaffle.raw_customers", "seed.jaffle.raw_orders", "seed.jaffle.raw_payments"}
+    assert all(s.parent is not None and s.parent.span_id == inv.context.span_id for s in spans if s is not inv)
+    runs = metric_points(reader)["floe.pipeline.run.duration"]
+    assert [a["floe.pipeline.status"] for a, _ in runs] == ["success"]
+
+
+def test_dbt_exception_is_recorded(tmp_path: Path) -> None:
+    """A dbt invocation that raises (no dbt_project.yml) gives an ERROR span with the exception, and a metric."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    run = invoke_dbt(empty, ["run"])
+    assert run.success is False and run.exception is not None
+    inv = run.invocation
+    assert inv.name == "dbt run"
+    assert inv.status.status_code is StatusCode.ERROR
+    assert inv.attributes["dbt.success"] is False  # type: ignore[index]
+    assert [e.name for e in inv.events] == ["exception"]
+    assert run.metrics["floe.pipeline.errors"] == [
+        ({"floe.pipeline.component": "dbt", "error.type": "dbt.invocation_error"}, 1)
+    ]
+    assert [a["floe.pipeline.status"] for a, _ in run.metrics["floe.pipeline.run.duration"]] == ["error"]
+
+
+class _BrokenTracerProvider:
+    """A tracer provider whose tracers fail on every span: telemetry must never break dbt."""
+
+    def get_tracer(self, *args: Any, **kwargs: Any) -> Any:
+        class _Tracer:
+            def start_span(self, *a: Any, **k: Any) -> Any:
+                raise RuntimeError("telemetry is broken")
+
+        return _Tracer()
+
+
+def test_broken_telemetry_never_breaks_dbt(tmp_path: Path) -> None:
+    """If span creation raises, dbt still runs every node and returns its normal result."""
+    project = copy_project(tmp_path)
+    run = invoke_dbt(project, ["seed"], tracer_provider=_BrokenTracerProvider())
+    assert run.success is True
+    assert run.exception is None
+    assert {r["status"] for r in run.run_results()} == {"success"}
+    assert len(run.run_results()) == 3
+
+
+def test_uninstrument_restores_dbt() -> None:
+    """uninstrument() puts back click's Group.invoke and dbt's original call_runner."""
+    from dbt.cli.main import cli
+    from dbt.task.runnable import GraphRunnableTask
+
+    original = GraphRunnableTask.call_runner
+    instrumentor = DbtInstrumentor()
+    instrumentor.instrument(tracer_provider=TracerProvider(), meter_provider=MeterProvider())
+    assert "invoke" in vars(cli)
+    assert GraphRunnableTask.call_runner is not original
+    instrumentor.uninstrument()
+    assert "invoke" not in vars(cli)
+    assert GraphRunnableTask.call_runner is original
+
+
+def test_instrument_does_not_import_dbt() -> None:
+    """instrument() only registers import hooks; dbt is patched when the application imports it."""
+    code = (
+        "import sys\n"
+        "from floe_otel_distro.instrumentation.dbt import DbtInstrumentor\n"
+        "DbtInstrumentor().instrument()\n"
+        "assert not any(m == 'dbt' or m.startswith('dbt.') for m in sys.modules), 'dbt imported at start-up'\n"
+        "from dbt.cli.main import cli, dbtRunner\n"
+        "import dbt.task.runnable as r\n"
+        "assert 'invoke' in vars(cli)\n"
+        "assert hasattr(r.GraphRunnableTask.call_runner, '_floe_otel_wrapped')\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
+
+
+def test_args_are_redacted() -> None:
+    """--vars values and secret-looking options never reach span attributes."""
+    args = ["run", "--vars", "{password: hunter2}", "--select", "key_model", "--vars={x: 1}", "--api-token", "abc"]
+    assert dbt_instr._safe_args(args) == [
+        "run", "--vars", "<redacted>", "--select", "key_model", "--vars=<redacted>", "--api-token", "<redacted>",
+    ]
