@@ -76,8 +76,12 @@ ERROR_TEST_FAILURE = "dbt.test_failure"
 ERROR_NODE_ERROR = "dbt.node_error"
 ERROR_INVOCATION = "dbt.invocation_error"
 
-_FAILED_STATUSES = {"fail": ERROR_TEST_FAILURE, "error": ERROR_NODE_ERROR, "runtime error": ERROR_NODE_ERROR,
-                    "partial success": ERROR_NODE_ERROR}
+_FAILED_STATUSES = {
+    "fail": ERROR_TEST_FAILURE,
+    "error": ERROR_NODE_ERROR,
+    "runtime error": ERROR_NODE_ERROR,
+    "partial success": ERROR_NODE_ERROR,
+}
 _REDACTED = "<redacted>"
 _SECRET_ARG = re.compile(r"(password|passwd|secret|token|key|credential)", re.IGNORECASE)
 _VALUE_OPTIONS_TO_REDACT = {"--vars"}
@@ -305,8 +309,9 @@ def _node_begin(task: Any, runner: Any) -> _NodeRun | None:
     attributes = _node_attributes(node)
     unique_id = str(attributes.get(NODE_UNIQUE_ID, ""))
     parent = invocation.parent if invocation is not None else otel_context.get_current()
-    span = installed.tracer.start_span(_span_name(attributes), context=parent, kind=SpanKind.INTERNAL,
-                                       attributes=attributes)
+    span = installed.tracer.start_span(
+        _span_name(attributes), context=parent, kind=SpanKind.INTERNAL, attributes=attributes
+    )
     if invocation is not None:
         with invocation.lock:
             invocation.open_nodes[unique_id] = span
@@ -376,7 +381,10 @@ def _late_node_span(installed: _Installed, invocation: _Invocation, result: Any)
     start = min(starts) if starts else None
     end = max(ends) if ends else None
     span = installed.tracer.start_span(
-        _span_name(attributes), context=invocation.parent, kind=SpanKind.INTERNAL, attributes=attributes,
+        _span_name(attributes),
+        context=invocation.parent,
+        kind=SpanKind.INTERNAL,
+        attributes=attributes,
         start_time=start,
     )
     try:
