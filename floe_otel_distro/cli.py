@@ -47,6 +47,14 @@ def _instrumentors() -> list[dict[str, Any]]:
     return out
 
 
+def _backend_where(resolved: Any) -> str:
+    """The variable/field that selected the backend, for error lines (as ``distro.load_state`` does)."""
+    source = resolved.source_of("telemetry_backend")
+    if source in ("default", "env:FLOE_TELEMETRY_BACKEND"):
+        return "FLOE_TELEMETRY_BACKEND"
+    return "plugins.telemetry_backend.type"
+
+
 def doctor_report(environ: dict[str, str], check_endpoint: bool = False) -> tuple[dict[str, Any], int]:
     """The doctor's findings as a JSON-able dict, and the exit status (0 ok, 1 invalid config)."""
     from floe_otel_distro.backends import installed_backends, load_backend
@@ -79,7 +87,7 @@ def doctor_report(environ: dict[str, str], check_endpoint: bool = False) -> tupl
     report["resource"] = resource_attributes(settings, environ)
     report["installed_backends"] = installed_backends()
     try:
-        plugin = load_backend(settings)
+        plugin = load_backend(settings, _backend_where(resolved))
         meta = plugin.metadata
         report["backend"] = {"name": meta.name, "version": meta.version, "floe_api_version": meta.floe_api_version,
                              "description": meta.description}
@@ -131,8 +139,8 @@ def collector_config(environ: dict[str, str]) -> dict[str, Any]:
     from floe_otel_distro.backends import load_backend
     from floe_otel_distro.settings import load_settings
 
-    settings = load_settings(environ).settings
-    plugin = load_backend(settings)
+    resolved = load_settings(environ)
+    plugin = load_backend(resolved.settings, _backend_where(resolved))
     exporters = plugin.get_otlp_exporter_config()
     pipelines = plugin.get_pipeline_config()
     return {

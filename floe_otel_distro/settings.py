@@ -267,7 +267,12 @@ class FloeSettings(BaseSettings):
         """OTLP headers: ``OTEL_EXPORTER_OTLP_HEADERS`` plus the mounted secret file, parsed (values secret)."""
         out: dict[str, str] = {}
         if self.headers_file is not None:
-            out.update(parse_headers(self.headers_file.read_text(), source="FLOE_OTLP_HEADERS_FILE"))
+            try:
+                text = self.headers_file.read_text()
+            except OSError as exc:
+                fix = f"cannot read the file ({exc.strerror}); fix the path"
+                raise ConfigError("FLOE_OTLP_HEADERS_FILE", str(self.headers_file), fix) from None
+            out.update(parse_headers(text, source="FLOE_OTLP_HEADERS_FILE"))
         if self.headers is not None:
             out.update(parse_headers(self.headers.get_secret_value(), source="OTEL_EXPORTER_OTLP_HEADERS"))
         return out
@@ -427,6 +432,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> ResolvedSettings:
     origin: dict[str, str] = {}
     manifest_path: Path | None = Path(manifest_env) if manifest_env else None
     spec_values: dict[str, Any] = {}
+    spec_origin: dict[str, str] = {}
     if spec_env:
         spec_path = Path(spec_env)
         spec_doc = _read_yaml(spec_path, "FLOE_SPEC")
@@ -446,7 +452,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> ResolvedSettings:
         init["manifest_path"] = manifest_path
     for field, value in spec_values.items():
         init[field] = value
-        origin[field] = f"spec:{spec_env} " + origin[field].split(" ", 1)[1]
+        origin[field] = spec_origin[field]  # the spec's own key path (not the manifest's)
 
     token = _ENVIRON.set(env)
     try:
@@ -465,6 +471,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> ResolvedSettings:
         raise ConfigError(
             "FLOE_OTLP_HEADERS_FILE", str(settings.headers_file), "file not found; mount the Secret there or unset it"
         )
+    if settings.headers is not None:  # name the variable that was actually set (OTEL_* or FLOE_*)
+        header_var = sources.get("headers", "headers").removeprefix("env:")
+        parse_headers(settings.headers.get_secret_value(), source=header_var)
     if settings.headers_file is not None or settings.headers is not None:
         settings.export_headers()  # validate the format now, not at first export
     return ResolvedSettings(settings, sources)
@@ -496,10 +505,10 @@ def _config_error(
     message = str(err["msg"]).removeprefix("Value error, ")
     if err["type"] == "enum" and field == "mode":
         message = "unknown mode; use one of dev, staging, prod"
-    elif err["type"] == "literal_error":
+    elif err["type"] in ("literal_error", "float_parsing", "int_parsing", "bool_parsing"):
         message = message.replace("Input should be", "use")
-    elif err["type"] in ("float_parsing", "int_parsing", "bool_parsing"):
-        message = message.replace("Input should be", "use")
+    elif err["type"] == "greater_than":
+        message = message.replace("Input should be", "use a number")
     shown = "<redacted>" if secret else (redact_url(str(value)) if value is not None else "")
     _ = init
     return ConfigError(where, shown, message, secret=secret)
