@@ -13,8 +13,6 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from opentelemetry.sdk._configuration import _BaseConfigurator
-
 from floe_otel_distro import _state
 from floe_otel_distro.errors import ConfigError, report, strict_from_env
 
@@ -119,10 +117,16 @@ def install(environ: Mapping[str, str]) -> None:
     lifecycle.install(state.providers, settings)
 
 
-class FloeConfigurator(_BaseConfigurator):  # type: ignore[misc]
-    """floe's configurator (thin: the work is in ``install``)."""
+class FloeConfigurator:
+    """floe's configurator (thin: the work is in ``install``).
 
-    def _configure(self, **kwargs: Any) -> None:
+    The launcher only calls ``FloeConfigurator().configure(**kwargs)``. We deliberately do not subclass
+    the SDK's ``_BaseConfigurator``: importing ``opentelemetry.sdk._configuration`` pulls in every
+    exporter hook of the SDK's own auto-configuration (~50 ms at start-up) that floe does not use.
+    """
+
+    def configure(self, **kwargs: Any) -> None:
+        """Build the providers (called once by ``opentelemetry-instrument``)."""
         environ = os.environ
         try:
             from floe_otel_distro.distro import load_state
