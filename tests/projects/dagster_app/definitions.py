@@ -5,6 +5,7 @@ Jobs:
   default executor (multiprocess under ``dagster job execute``: every step in its own child process).
 - ``assets_job_in_process``: the same assets with the in-process executor.
 - ``failing_job``: ``broken_asset`` raises ValueError; ``after_broken`` (downstream) is skipped.
+- ``conditional_job``: ``optional_asset`` yields nothing, so ``after_optional`` is skipped.
 - ``regional_job``: ``regional_sales`` partitioned by region (run with tag ``dagster/partition``).
 
 Run from the CLI (DAGSTER_HOME set to a temp dir), e.g.::
@@ -62,6 +63,19 @@ def after_broken(broken_asset: int) -> int:
     return broken_asset + 1
 
 
+@asset(output_required=False)
+def optional_asset():  # type: ignore[no-untyped-def]
+    """Yields no output, so nothing downstream of it runs."""
+    if os.environ.get("DAGSTER_APP_EMIT_OPTIONAL"):
+        yield Output(1)
+
+
+@asset
+def after_optional(optional_asset: int) -> int:
+    """Skipped by Dagster (STEP_SKIPPED) because its input was never produced."""
+    return optional_asset
+
+
 regions = StaticPartitionsDefinition(["eu", "us"])
 
 
@@ -74,11 +88,14 @@ def regional_sales(context: AssetExecutionContext) -> MaterializeResult:
 ASSETS = [raw_orders, order_stats, order_report]
 
 assets_job = define_asset_job("assets_job", selection=ASSETS)
-assets_job_in_process = define_asset_job("assets_job_in_process", selection=ASSETS, executor_def=in_process_executor)
+assets_job_in_process = define_asset_job(
+    "assets_job_in_process", selection=ASSETS, executor_def=in_process_executor
+)
 failing_job = define_asset_job("failing_job", selection=[broken_asset, after_broken])
-regional_job = define_asset_job("regional_job", selection=[regional_sales], partitions_def=regions)
+conditional_job = define_asset_job("conditional_job", selection=[optional_asset, after_optional])
+regional_job = define_asset_job("regional_job", selection=[regional_sales])
 
 defs = Definitions(
-    assets=[*ASSETS, broken_asset, after_broken, regional_sales],
-    jobs=[assets_job, assets_job_in_process, failing_job, regional_job],
+    assets=[*ASSETS, broken_asset, after_broken, optional_asset, after_optional, regional_sales],
+    jobs=[assets_job, assets_job_in_process, failing_job, conditional_job, regional_job],
 )
