@@ -58,12 +58,14 @@ def render_tree(spans: Sequence[ReadableSpan]) -> str:
     first = spans[0]
     trace_id = f"{first.context.trace_id:032x}" if first.context else "?"
     res = first.resource.attributes if first.resource else {}
-    lines = [f"trace {trace_id}  service={res.get('service.name')} mode={res.get('floe.mode')}"]
+    lines = [f"trace {trace_id}  service={res.get('service.name')!s} mode={res.get('floe.mode')!s}"]
 
     def walk(span: ReadableSpan, prefix: str, last: bool) -> None:
         branch = "└─ " if last else "├─ "
         attrs = _key_attributes(span)
-        lines.append(f"{prefix}{branch}{span.name}  {_duration(span)}  {_status(span)}" + (f"  {attrs}" if attrs else ""))
+        lines.append(
+            f"{prefix}{branch}{span.name}  {_duration(span)}  {_status(span)}" + (f"  {attrs}" if attrs else "")
+        )
         kids = children.get(span.context.span_id if span.context else None, [])
         for i, kid in enumerate(kids):
             walk(kid, prefix + ("   " if last else "│  "), i == len(kids) - 1)

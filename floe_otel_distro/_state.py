@@ -35,5 +35,4 @@ STATE = DistroState()
 
 def reset() -> None:
     """Forget everything (tests only; the SDK's global providers are not touched)."""
-    global STATE
     STATE.__init__()  # type: ignore[misc]

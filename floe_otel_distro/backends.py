@@ -88,7 +88,7 @@ class TelemetryBackendPlugin(ABC):
         except OSError as exc:
             return ConnectionStatus(False, f"{parts.hostname}:{port} unreachable ({exc.strerror or exc})")
 
-    def validate_settings(self) -> None:
+    def validate_settings(self) -> None:  # noqa: B027 - optional hook, no-op by default
         """Raise :class:`ConfigError` when the backend cannot work with these settings."""
 
     # --- SDK side ------------------------------------------------------------------------------------
@@ -124,7 +124,7 @@ def installed_backends() -> list[str]:
 
 def check_api_version(meta: PluginMetadata) -> None:
     """A plugin built for another major floe API version is refused."""
-    if meta.floe_api_version.split(".")[0] != FLOE_API_VERSION.split(".")[0]:
+    if meta.floe_api_version.split(".")[0] != FLOE_API_VERSION.split(".", maxsplit=1)[0]:
         raise ConfigError(
             f"backend plugin {meta.name!r}",
             meta.floe_api_version,

@@ -17,7 +17,7 @@ from floe_otel_distro.errors import ConfigError, is_secret_key, redact_url
 _SECRET_FIELDS = frozenset({"headers"})
 
 
-def _shown(field: str, value: Any) -> Any:
+def _shown(field: str, value: Any) -> Any:  # noqa: PLR0911 - one return per value kind
     if value is None:
         return None
     if field in _SECRET_FIELDS:
@@ -42,8 +42,9 @@ def _instrumentors() -> list[dict[str, Any]]:
     for ep in entry_points(group="opentelemetry_instrumentor"):
         target = targets.get(ep.name)
         active = True if target is None else find_spec(target) is not None
-        out.append({"name": ep.name, "module": ep.value, "dist": ep.dist.name if ep.dist else None,
-                    "target_installed": active})
+        out.append(
+            {"name": ep.name, "module": ep.value, "dist": ep.dist.name if ep.dist else None, "target_installed": active}
+        )
     return out
 
 
@@ -89,8 +90,12 @@ def doctor_report(environ: dict[str, str], check_endpoint: bool = False) -> tupl
     try:
         plugin = load_backend(settings, _backend_where(resolved))
         meta = plugin.metadata
-        report["backend"] = {"name": meta.name, "version": meta.version, "floe_api_version": meta.floe_api_version,
-                             "description": meta.description}
+        report["backend"] = {
+            "name": meta.name,
+            "version": meta.version,
+            "floe_api_version": meta.floe_api_version,
+            "description": meta.description,
+        }
         if check_endpoint:
             status = plugin.validate_connection()
             report["endpoint_check"] = {"ok": status.ok, "detail": status.detail}

@@ -10,7 +10,7 @@ import os
 from collections.abc import MutableMapping
 from typing import Any
 
-from opentelemetry.instrumentation.distro import BaseDistro
+from opentelemetry.instrumentation.distro import BaseDistro  # type: ignore[attr-defined]
 
 from floe_otel_distro import _state
 from floe_otel_distro.errors import ConfigError, report, strict_from_env
@@ -52,8 +52,10 @@ def load_state(environ: MutableMapping[str, str]) -> None:
         from floe_otel_distro.backends import load_backend
 
         source = state.resolved.source_of("telemetry_backend")
-        where = "FLOE_TELEMETRY_BACKEND" if source in ("default", "env:FLOE_TELEMETRY_BACKEND") else (
-            "plugins.telemetry_backend.type"
+        where = (
+            "FLOE_TELEMETRY_BACKEND"
+            if source in ("default", "env:FLOE_TELEMETRY_BACKEND")
+            else ("plugins.telemetry_backend.type")
         )
         state.plugin = load_backend(settings, where)
     except ConfigError as error:
@@ -72,8 +74,10 @@ class FloeDistro(BaseDistro):  # type: ignore[misc]
                 set_env_defaults(environ)
         except Exception as exc:  # a bug of ours must never stop the host program
             _state.STATE.disabled_reason = "internal error"
-            report(ConfigError("floe-otel-distro", "", f"internal error {type(exc).__name__}: {exc}; "
-                               "please report it"), strict=strict_from_env(environ))
+            report(
+                ConfigError("floe-otel-distro", "", f"internal error {type(exc).__name__}: {exc}; please report it"),
+                strict=strict_from_env(environ),
+            )
 
     def load_instrumentor(self, entry_point: Any, **kwargs: Any) -> None:
         """Instrument only when telemetry is on (disabled or misconfigured = nothing installed)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+from collections.abc import Mapping
 
 STRICT_EXIT_STATUS = 78  # EX_CONFIG from sysexits.h
 _USERINFO = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@]*@")
@@ -53,6 +54,6 @@ def report(error: ConfigError, *, strict: bool) -> None:
         os._exit(STRICT_EXIT_STATUS)
 
 
-def strict_from_env(environ: dict[str, str] | os._Environ[str]) -> bool:
+def strict_from_env(environ: Mapping[str, str]) -> bool:
     """Strict mode is read before anything else, so it applies even when settings cannot load."""
     return environ.get("FLOE_OTEL_STRICT", "").strip().lower() in ("1", "true", "yes", "on")

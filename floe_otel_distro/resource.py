@@ -85,4 +85,4 @@ def resource_attributes(settings: FloeSettings, environ: Mapping[str, str]) -> d
 
 def build_resource(settings: FloeSettings, environ: Mapping[str, str]) -> Resource:
     """The SDK Resource for this process."""
-    return Resource(resource_attributes(settings, environ))  # type: ignore[arg-type]
+    return Resource(resource_attributes(settings, environ))

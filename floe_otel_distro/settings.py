@@ -54,16 +54,12 @@ def _alias(*names: str) -> Any:
 class FloeSettings(BaseSettings):
     """Effective telemetry settings. Field docs are the reference; ``docs/configuration.md`` mirrors them."""
 
-    model_config = SettingsConfigDict(
-        case_sensitive=True, extra="ignore", populate_by_name=True, env_ignore_empty=True
-    )
+    model_config = SettingsConfigDict(case_sensitive=True, extra="ignore", populate_by_name=True, env_ignore_empty=True)
 
     # --- identity ------------------------------------------------------------------------------
     namespace: str | None = Field(None, validation_alias=_alias("FLOE_NAMESPACE", "namespace"))
     product_name: str | None = Field(None, validation_alias=_alias("FLOE_PRODUCT_NAME", "product_name"))
-    product_version: str | None = Field(
-        None, validation_alias=_alias("FLOE_PRODUCT_VERSION", "product_version")
-    )
+    product_version: str | None = Field(None, validation_alias=_alias("FLOE_PRODUCT_VERSION", "product_version"))
     mode: Mode = Field(Mode.dev, validation_alias=_alias("FLOE_MODE", "mode"))
     service_name: str | None = Field(None, validation_alias=_alias("OTEL_SERVICE_NAME", "service_name"))
     resource_attributes: str | None = Field(
@@ -78,9 +74,7 @@ class FloeSettings(BaseSettings):
     enabled: bool = Field(True, validation_alias=_alias("FLOE_OTEL_ENABLED", "enabled"))
 
     # --- backend ---------------------------------------------------------------------------------
-    telemetry_backend: str | None = Field(
-        None, validation_alias=_alias("FLOE_TELEMETRY_BACKEND", "telemetry_backend")
-    )
+    telemetry_backend: str | None = Field(None, validation_alias=_alias("FLOE_TELEMETRY_BACKEND", "telemetry_backend"))
     backend_version: str | None = Field(None, validation_alias=_alias("backend_version"))
     backend_config: dict[str, Any] = Field(default_factory=dict, validation_alias=_alias("backend_config"))
     backend_secret_ref: str | None = Field(None, validation_alias=_alias("backend_secret_ref"))
@@ -101,12 +95,8 @@ class FloeSettings(BaseSettings):
     headers: SecretStr | None = Field(
         None, validation_alias=_alias("OTEL_EXPORTER_OTLP_HEADERS", "FLOE_OTLP_HEADERS", "headers")
     )
-    headers_file: Path | None = Field(
-        None, validation_alias=_alias("FLOE_OTLP_HEADERS_FILE", "headers_file")
-    )
-    export_timeout: float = Field(
-        10.0, gt=0, validation_alias=_alias("FLOE_EXPORT_TIMEOUT", "export_timeout")
-    )
+    headers_file: Path | None = Field(None, validation_alias=_alias("FLOE_OTLP_HEADERS_FILE", "headers_file"))
+    export_timeout: float = Field(10.0, gt=0, validation_alias=_alias("FLOE_EXPORT_TIMEOUT", "export_timeout"))
     metrics_temporality: Literal["cumulative", "delta", "lowmemory"] = Field(
         "cumulative",
         validation_alias=_alias("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "metrics_temporality"),
@@ -123,9 +113,7 @@ class FloeSettings(BaseSettings):
     # --- sampling --------------------------------------------------------------------------------
     sampler: str | None = Field(None, validation_alias=_alias("OTEL_TRACES_SAMPLER", "sampler"))
     sampler_arg: str | None = Field(None, validation_alias=_alias("OTEL_TRACES_SAMPLER_ARG", "sampler_arg"))
-    sampling_ratio: float | None = Field(
-        None, validation_alias=_alias("FLOE_SAMPLING_RATIO", "sampling_ratio")
-    )
+    sampling_ratio: float | None = Field(None, validation_alias=_alias("FLOE_SAMPLING_RATIO", "sampling_ratio"))
 
     # --- logs ------------------------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
@@ -144,14 +132,14 @@ class FloeSettings(BaseSettings):
         ),
     )
     bsp_schedule_delay_ms: int = Field(
-        5000, gt=0, validation_alias=_alias("OTEL_BSP_SCHEDULE_DELAY", "FLOE_BSP_SCHEDULE_DELAY", "bsp_schedule_delay_ms")
+        5000,
+        gt=0,
+        validation_alias=_alias("OTEL_BSP_SCHEDULE_DELAY", "FLOE_BSP_SCHEDULE_DELAY", "bsp_schedule_delay_ms"),
     )
     metric_export_interval_ms: int = Field(
         60000, gt=0, validation_alias=_alias("OTEL_METRIC_EXPORT_INTERVAL", "metric_export_interval_ms")
     )
-    shutdown_timeout: float = Field(
-        2.0, gt=0, validation_alias=_alias("FLOE_SHUTDOWN_TIMEOUT", "shutdown_timeout")
-    )
+    shutdown_timeout: float = Field(2.0, gt=0, validation_alias=_alias("FLOE_SHUTDOWN_TIMEOUT", "shutdown_timeout"))
 
     # --- validators --------------------------------------------------------------------------------
     @field_validator("endpoint", "traces_endpoint", "metrics_endpoint", "logs_endpoint", "collector_endpoint")

@@ -51,10 +51,9 @@ class _HookFinder(importlib.abc.MetaPathFinder):
             find = getattr(finder, "find_spec", None)
             if find is None:
                 continue
-            spec = find(fullname, path, target)
+            spec: importlib.machinery.ModuleSpec | None = find(fullname, path, target)
             if spec is not None and spec.loader is not None and hasattr(spec.loader, "exec_module"):
-                spec.loader = _HookLoader(spec.loader, fullname)  # type: ignore[arg-type]
-                return spec
+                spec.loader = _HookLoader(spec.loader, fullname)
             if spec is not None:
                 return spec
         return None

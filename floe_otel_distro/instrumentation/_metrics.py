@@ -1,10 +1,10 @@
 """The pipeline metrics every floe instrumentor emits: names, units and attributes live here only.
 
-| instrument                      | kind      | unit              | attributes                                                  |
-|---------------------------------|-----------|-------------------|-------------------------------------------------------------|
-| ``floe.pipeline.run.duration``  | histogram | ``s``             | floe.pipeline.name, floe.pipeline.component, floe.pipeline.status |
-| ``floe.pipeline.materializations`` | counter | ``{materialization}`` | floe.asset.key, floe.pipeline.component, floe.materialization.status |
-| ``floe.pipeline.errors``        | counter   | ``{error}``       | floe.pipeline.component, error.type                         |
+- ``floe.pipeline.run.duration`` (histogram, ``s``): floe.pipeline.name, floe.pipeline.component,
+  floe.pipeline.status
+- ``floe.pipeline.materializations`` (counter, ``{materialization}``): floe.asset.key,
+  floe.pipeline.component, floe.materialization.status
+- ``floe.pipeline.errors`` (counter, ``{error}``): floe.pipeline.component, error.type
 """
 
 from __future__ import annotations
@@ -27,7 +27,9 @@ class PipelineMetrics:
     def __init__(self) -> None:
         meter = metrics.get_meter("floe_otel_distro")
         self.run_duration = meter.create_histogram(
-            "floe.pipeline.run.duration", unit="s", description="Duration of a pipeline run (dbt invocation, Dagster run)."
+            "floe.pipeline.run.duration",
+            unit="s",
+            description="Duration of a pipeline run (dbt invocation, Dagster run).",
         )
         self.materializations = meter.create_counter(
             "floe.pipeline.materializations",

@@ -15,8 +15,12 @@ from tests.support.run import instrumented_env, run_instrumented
 pytestmark = pytest.mark.e2e
 APP = str(Path(__file__).parent / "apps" / "signals_app.py")
 FLOE = {"FLOE_PRODUCT_NAME": "orders", "FLOE_PRODUCT_VERSION": "2.1.0", "FLOE_NAMESPACE": "sales"}
-FLOE_ATTRS = {"floe.namespace": "sales", "floe.product.name": "orders", "floe.product.version": "2.1.0",
-              "floe.mode": "prod"}
+FLOE_ATTRS = {
+    "floe.namespace": "sales",
+    "floe.product.name": "orders",
+    "floe.product.version": "2.1.0",
+    "floe.mode": "prod",
+}
 
 
 def _app_output(stdout: str) -> dict[str, object]:
@@ -27,8 +31,13 @@ def _app_output(stdout: str) -> dict[str, object]:
 def test_all_three_signals_reach_the_collector(collector: Collector, protocol: str) -> None:
     """Spans, metrics and logs arrive over both protocols, tagged with floe attributes; logs carry the trace."""
     endpoint = collector.grpc_endpoint if protocol == "grpc" else collector.http_endpoint
-    env = instrumented_env(endpoint, OTEL_EXPORTER_OTLP_PROTOCOL=protocol, FLOE_MODE="prod",
-                           OTEL_TRACES_SAMPLER="parentbased_always_on", **FLOE)
+    env = instrumented_env(
+        endpoint,
+        OTEL_EXPORTER_OTLP_PROTOCOL=protocol,
+        FLOE_MODE="prod",
+        OTEL_TRACES_SAMPLER="parentbased_always_on",
+        **FLOE,
+    )
     proc = run_instrumented([sys.executable, APP], env)
     assert proc.returncode == 0, proc.stderr
     out = _app_output(proc.stdout)
@@ -56,8 +65,12 @@ def test_bearer_token_right_is_accepted_wrong_is_rejected_without_harm(tmp_path:
     workdir.mkdir()
     collector = Collector(workdir, auth_token="s3cr3t-token")
     try:
-        bad = instrumented_env(collector.http_endpoint, OTEL_EXPORTER_OTLP_HEADERS="authorization=Bearer wrong-token",
-                               OTEL_TRACES_SAMPLER="always_on", **FLOE)
+        bad = instrumented_env(
+            collector.http_endpoint,
+            OTEL_EXPORTER_OTLP_HEADERS="authorization=Bearer wrong-token",
+            OTEL_TRACES_SAMPLER="always_on",
+            **FLOE,
+        )
         started = time.monotonic()
         proc = run_instrumented([sys.executable, APP], bad)
         elapsed = time.monotonic() - started
@@ -70,8 +83,9 @@ def test_bearer_token_right_is_accepted_wrong_is_rejected_without_harm(tmp_path:
 
         secrets = tmp_path / "otlp-headers"  # a mounted Kubernetes Secret
         secrets.write_text("authorization=Bearer s3cr3t-token\n")
-        good = instrumented_env(collector.http_endpoint, FLOE_OTLP_HEADERS_FILE=str(secrets),
-                                OTEL_TRACES_SAMPLER="always_on", **FLOE)
+        good = instrumented_env(
+            collector.http_endpoint, FLOE_OTLP_HEADERS_FILE=str(secrets), OTEL_TRACES_SAMPLER="always_on", **FLOE
+        )
         proc = run_instrumented([sys.executable, APP], good)
         assert proc.returncode == 0, proc.stderr
         assert collector.wait_for(lambda c: len(c.spans()) >= 2)
@@ -81,8 +95,13 @@ def test_bearer_token_right_is_accepted_wrong_is_rejected_without_harm(tmp_path:
 
 @pytest.mark.parametrize(
     ("variable", "value"),
-    [("FLOE_MODE", "qa"), ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318"), ("FLOE_SAMPLING_RATIO", "1.5"),
-     ("FLOE_TELEMETRY_BACKEND", "nope"), ("FLOE_MANIFEST", "/does/not/exist.yaml")],
+    [
+        ("FLOE_MODE", "qa"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318"),
+        ("FLOE_SAMPLING_RATIO", "1.5"),
+        ("FLOE_TELEMETRY_BACKEND", "nope"),
+        ("FLOE_MANIFEST", "/does/not/exist.yaml"),
+    ],
 )
 def test_bad_config_fails_open_with_one_line(collector: Collector, variable: str, value: str) -> None:
     """Bad input: one `floe-otel:` line naming the variable; the program runs uninstrumented with its own status."""

@@ -24,9 +24,7 @@ def collector_binary() -> str:
     explicit = os.environ.get("FLOE_TEST_COLLECTOR")
     if explicit:
         return explicit
-    out = subprocess.run(
-        ["bash", str(REPO / "collector" / "build.sh")], check=True, capture_output=True, text=True
-    )
+    out = subprocess.run(["bash", str(REPO / "collector" / "build.sh")], check=True, capture_output=True, text=True)
     return out.stdout.strip().splitlines()[-1]
 
 
@@ -60,8 +58,8 @@ def _read_lines(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     out = []
-    for line in path.read_text().splitlines():
-        line = line.strip()
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
         if line:
             try:
                 out.append(json.loads(line))
@@ -189,12 +187,16 @@ service:
                     for m in sm.get("metrics", []):
                         kind = next(k for k in ("sum", "gauge", "histogram", "exponentialHistogram") if k in m)
                         points = [
-                            {**p, "attributes": attrs(p.get("attributes"))}
-                            for p in m[kind].get("dataPoints", [])
+                            {**p, "attributes": attrs(p.get("attributes"))} for p in m[kind].get("dataPoints", [])
                         ]
                         out.append(
-                            {"name": m["name"], "unit": m.get("unit", ""), "kind": kind, "points": points,
-                             "resource": resource}
+                            {
+                                "name": m["name"],
+                                "unit": m.get("unit", ""),
+                                "kind": kind,
+                                "points": points,
+                                "resource": resource,
+                            }
                         )
         return out
 

@@ -43,4 +43,5 @@ def run_instrumented(
         capture_output=True,
         text=True,
         timeout=timeout,
+        check=False,
     )
