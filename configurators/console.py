@@ -39,7 +39,7 @@ def _status(span: ReadableSpan) -> str:
 
 def _key_attributes(span: ReadableSpan) -> str:
     items = [(k, v) for k, v in (span.attributes or {}).items() if k not in _FLOE_KEYS]
-    shown = " ".join(f"{k}={v}" for k, v in items[:_MAX_ATTRS])
+    shown = " ".join(f"{k}={v!s}" for k, v in items[:_MAX_ATTRS])
     if len(items) > _MAX_ATTRS:
         shown += f" (+{len(items) - _MAX_ATTRS})"
     return shown
