@@ -37,8 +37,16 @@ def _status(span: ReadableSpan) -> str:
     return "OK" if code is StatusCode.OK else "-"
 
 
+_NOISY_SUFFIXES = (".name", ".unique_id", ".resource_type", ".args", ".adapter_response", ".version")
+
+
 def _key_attributes(span: ReadableSpan) -> str:
-    items = [(k, v) for k, v in (span.attributes or {}).items() if k not in _FLOE_KEYS]
+    """A few short attributes worth a glance (identity already shown by the span name is left out)."""
+    items = [
+        (k, v)
+        for k, v in (span.attributes or {}).items()
+        if k not in _FLOE_KEYS and not k.endswith(_NOISY_SUFFIXES) and len(str(v)) <= 40
+    ]
     shown = " ".join(f"{k}={v!s}" for k, v in items[:_MAX_ATTRS])
     if len(items) > _MAX_ATTRS:
         shown += f" (+{len(items) - _MAX_ATTRS})"
