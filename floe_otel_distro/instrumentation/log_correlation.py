@@ -27,6 +27,7 @@ from types import ModuleType
 from typing import Any
 
 from opentelemetry import context, trace
+from opentelemetry._logs import SeverityNumber
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 
 from floe_otel_distro.instrumentation._import_hooks import when_imported
@@ -137,7 +138,7 @@ def _emit_to_otel(method_name: str, event_dict: MutableMapping[str, Any]) -> Non
         body = event_dict.get("event")
         _otel_logger(str(event_dict.get("logger") or _DEFAULT_OTEL_LOGGER_NAME)).emit(
             context=context.get_current(),
-            severity_number=_SEVERITY.get(level, 9),
+            severity_number=SeverityNumber(_SEVERITY.get(level, 9)),
             severity_text={"warning": "WARN", "critical": "FATAL"}.get(level, level.upper()),
             body=body if isinstance(body, (str, int, float, bool)) or body is None else str(body),
             attributes={k: _attribute_value(v) for k, v in event_dict.items() if k not in _NOT_ATTRIBUTES},
