@@ -257,6 +257,22 @@ def test_cronjob_pod_reaches_the_collector(collector: Collector, tmp_path: Path)
 
 
 @pytest.mark.e2e
+def test_cronjob_pod_logs_reach_kubectl_logs_and_the_collector(collector: Collector, tmp_path: Path) -> None:
+    """The job's own logging.basicConfig output still reaches the pod's stderr, and its records reach the collector."""
+    pod = simulate(find("CronJob", "iot-telemetry-refresh"), "refresh", tmp_path, "iot-telemetry-refresh-l0g5")
+    point_at(pod, collector.http_endpoint)
+
+    result = run_pod(pod)
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "refresh complete" in result.stderr, "the job's console logs (kubectl logs) were swallowed"
+    assert collector.wait_for(lambda c: any("refresh complete" in str(r["body"]) for r in c.logs()))
+    record = next(r for r in collector.logs() if "refresh complete" in str(r["body"]))
+    assert record["resource"]["k8s.pod.name"] == pod.name
+    assert record["resource"]["floe.product.name"] == "iot-telemetry"
+
+
+@pytest.mark.e2e
 def test_dagster_deployment_pod_reaches_the_collector(collector: Collector, tmp_path: Path) -> None:
     """The Dagster Deployment's code server serves under the distro; a run in its pod env sends spans."""
     deployment = find("Deployment", "iot-telemetry-dagster")

@@ -1,0 +1,400 @@
+"""k8s/: every manifest validates against the Kubernetes schemas, and the workloads carry the floe pod contract.
+
+Core kinds are validated with ``kubernetes-validate`` in strict mode (unknown fields are errors) for
+Kubernetes 1.33 (the oldest version we support) and 1.37 (the newest schema the package ships).
+``kubernetes-validate`` has no schemas for CRDs: it raises ``SchemaNotFoundError`` for them (asserted
+below), so the OpenTelemetry Operator's ``Instrumentation`` is validated against ``INSTRUMENTATION_SCHEMA``,
+written from the operator's served ``v1alpha1`` type (``apis/v1alpha1/instrumentation_types.go``).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+K8S = REPO / "k8s"
+KUBERNETES_VERSIONS = ("1.33", "1.37")
+CRD_GROUPS = ("opentelemetry.io/",)
+WORKLOAD_KINDS = {"Deployment", "Job", "CronJob", "StatefulSet", "DaemonSet", "Pod"}
+INJECT_ANNOTATION = "instrumentation.opentelemetry.io/inject-python"
+MODES = {"dev", "staging", "prod"}
+BACKENDS = {"console", "otlp", "jaeger", "grafana-cloud"}
+# resource attribute -> the Downward API field its $(VAR) must come from
+DOWNWARD = {
+    "k8s.pod.name": "metadata.name",
+    "k8s.namespace.name": "metadata.namespace",
+    "k8s.node.name": "spec.nodeName",
+    "k8s.pod.uid": "metadata.uid",
+}
+_VAR_REF = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
+
+_ENV_VAR = {
+    "type": "object",
+    "required": ["name"],
+    "additionalProperties": False,
+    "properties": {"name": {"type": "string", "minLength": 1}, "value": {"type": "string"},
+                   "valueFrom": {"type": "object"}},
+}
+_QUANTITIES = {"type": "object", "additionalProperties": {"type": ["string", "integer"]}}
+_RESOURCES = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {"limits": _QUANTITIES, "requests": _QUANTITIES, "claims": {"type": "array"}},
+}
+_LANGUAGE = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "image": {"type": "string", "minLength": 1},
+        "env": {"type": "array", "items": _ENV_VAR},
+        "resourceRequirements": _RESOURCES,
+        "volumeLimitSize": {"type": ["string", "integer"]},
+        "volumeClaimTemplate": {"type": "object"},
+    },
+    "not": {"required": ["volumeLimitSize", "volumeClaimTemplate"]},
+}
+INSTRUMENTATION_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "additionalProperties": False,
+    "properties": {
+        "apiVersion": {"const": "opentelemetry.io/v1alpha1"},
+        "kind": {"const": "Instrumentation"},
+        "metadata": {
+            "type": "object",
+            "required": ["name"],
+            "properties": {"name": {"type": "string"}, "namespace": {"type": "string"},
+                           "labels": {"type": "object"}, "annotations": {"type": "object"}},
+            "additionalProperties": False,
+        },
+        "spec": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "exporter": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {"endpoint": {"type": "string"}, "tls": {"type": "object"}},
+                },
+                "propagators": {
+                    "type": "array",
+                    "items": {"enum": ["tracecontext", "baggage", "b3", "b3multi", "jaeger", "xray",
+                                       "ottrace", "none"]},
+                },
+                "sampler": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "type": {"enum": ["always_on", "always_off", "traceidratio", "parentbased_always_on",
+                                          "parentbased_always_off", "parentbased_traceidratio",
+                                          "jaeger_remote", "parentbased_jaeger_remote", "xray"]},
+                        "argument": {"type": "string"},
+                    },
+                },
+                "resource": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {"resourceAttributes": {"type": "object"},
+                                   "addK8sUIDAttributes": {"type": "boolean"}},
+                },
+                "defaults": {"type": "object"},
+                "env": {"type": "array", "items": _ENV_VAR},
+                "imagePullPolicy": {"enum": ["Always", "Never", "IfNotPresent"]},
+                "initContainerSecurityContext": {"type": "object"},
+                "python": _LANGUAGE,
+                "java": {"type": "object"}, "nodejs": {"type": "object"}, "dotnet": {"type": "object"},
+                "go": {"type": "object"}, "apacheHttpd": {"type": "object"}, "nginx": {"type": "object"},
+            },
+        },
+    },
+}
+
+
+def _load() -> list[tuple[str, dict[str, Any]]]:
+    out = []
+    for path in sorted(K8S.rglob("*.yaml")):
+        if path.name == "kustomization.yaml":
+            continue
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc:
+                out.append((str(path.relative_to(REPO)), doc))
+    return out
+
+
+DOCS = _load()
+IDS = [f"{path}:{doc['kind']}/{doc['metadata']['name']}" for path, doc in DOCS]
+
+
+def find(kind: str, name: str, namespace: str | None = None) -> dict[str, Any]:
+    for _, doc in DOCS:
+        meta = doc["metadata"]
+        if doc["kind"] == kind and meta["name"] == name and namespace in (None, meta.get("namespace")):
+            return doc
+    raise LookupError(f"{kind} {namespace}/{name} not in k8s/")
+
+
+def pod_template(doc: dict[str, Any]) -> dict[str, Any]:
+    if doc["kind"] == "CronJob":
+        return doc["spec"]["jobTemplate"]["spec"]["template"]
+    return doc if doc["kind"] == "Pod" else doc["spec"]["template"]
+
+
+def workloads() -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(workload, container) for every container of every workload in k8s/."""
+    return [
+        (doc, c) for _, doc in DOCS if doc["kind"] in WORKLOAD_KINDS for c in pod_template(doc)["spec"]["containers"]
+    ]
+
+
+def operator_injected(doc: dict[str, Any]) -> bool:
+    return INJECT_ANNOTATION in (pod_template(doc).get("metadata", {}).get("annotations") or {})
+
+
+FLOE_CONTAINERS = [
+    (doc, c) for doc, c in workloads()
+    if doc["metadata"].get("namespace") == "floe" and not operator_injected(doc)
+]
+FLOE_IDS = [f"{doc['kind']}/{doc['metadata']['name']}:{c['name']}" for doc, c in FLOE_CONTAINERS]
+
+
+def env_of(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {e["name"]: e for e in container.get("env", [])}
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+@pytest.mark.parametrize(("path", "doc"), DOCS, ids=IDS)
+def test_manifest_validates_against_kubernetes_schema(path: str, doc: dict[str, Any], version: str) -> None:
+    """Each core object validates strictly against the Kubernetes schema of the stated version."""
+    if doc["apiVersion"].startswith(CRD_GROUPS):
+        with pytest.raises(kubernetes_validate.SchemaNotFoundError):
+            kubernetes_validate.validate(doc, version, strict=True)
+        return
+    kubernetes_validate.validate(doc, version, strict=True)
+
+
+def test_crds_are_validated_against_our_schema() -> None:
+    """Every CRD object in k8s/ is an Instrumentation and matches INSTRUMENTATION_SCHEMA."""
+    crds = [doc for _, doc in DOCS if doc["apiVersion"].startswith(CRD_GROUPS)]
+    assert crds
+    for doc in crds:
+        jsonschema.Draft202012Validator(INSTRUMENTATION_SCHEMA).validate(doc)
+
+
+def test_instrumentation_schema_rejects_unknown_fields() -> None:
+    """The Instrumentation schema is strict, like kubernetes-validate's: a typo'd field fails."""
+    doc = find("Instrumentation", "floe")
+    bad = {**doc, "spec": {**doc["spec"], "python": {**doc["spec"]["python"], "resources": {}}}}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.Draft202012Validator(INSTRUMENTATION_SCHEMA).validate(bad)
+
+
+def test_kustomization_lists_every_manifest() -> None:
+    """k8s/kustomization.yaml names exactly the manifest files under k8s/."""
+    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    listed = set(kustomization["resources"])
+    on_disk = {str(p.relative_to(K8S)) for p in K8S.rglob("*.yaml") if p.name != "kustomization.yaml"}
+    assert listed == on_disk
+
+
+@pytest.mark.parametrize(("doc", "container"), FLOE_CONTAINERS, ids=FLOE_IDS)
+def test_workload_runs_under_opentelemetry_instrument(doc: dict[str, Any], container: dict[str, Any]) -> None:
+    """Every floe workload container's command is opentelemetry-instrument followed by the real command."""
+    assert container.get("command") == ["opentelemetry-instrument"]
+    assert container.get("args"), "opentelemetry-instrument needs the program to run"
+
+
+@pytest.mark.parametrize(("doc", "container"), FLOE_CONTAINERS, ids=FLOE_IDS)
+def test_workload_has_the_distro_env(doc: dict[str, Any], container: dict[str, Any]) -> None:
+    """Distro selection, OTLP http/protobuf to the gateway's 4318, and every FLOE_* setting are present and valid."""
+    env = env_of(container)
+    value = {k: v.get("value") for k, v in env.items()}
+    assert value["OTEL_PYTHON_DISTRO"] == "floe"
+    assert value["OTEL_PYTHON_CONFIGURATOR"] == "floe"
+    assert value["OTEL_EXPORTER_OTLP_PROTOCOL"] == "http/protobuf"
+    endpoint = urlparse(value["OTEL_EXPORTER_OTLP_ENDPOINT"])
+    service = find("Service", "otel-collector", "observability")
+    assert endpoint.scheme == "http"
+    assert endpoint.hostname in {f"otel-collector.observability.svc{d}" for d in ("", ".cluster.local")}
+    assert endpoint.port == 4318 and 4318 in {p["port"] for p in service["spec"]["ports"]}
+    for name in ("FLOE_NAMESPACE", "FLOE_PRODUCT_NAME", "FLOE_PRODUCT_VERSION"):
+        assert value.get(name), name
+    assert value["FLOE_MODE"] in MODES
+    assert value["FLOE_TELEMETRY_BACKEND"] in BACKENDS
+    grace = pod_template(doc)["spec"].get("terminationGracePeriodSeconds", 30)
+    assert float(value.get("FLOE_SHUTDOWN_TIMEOUT", "2")) < grace
+    assert container["resources"]["limits"], "workloads need resource limits"
+
+
+@pytest.mark.parametrize(("doc", "container"), FLOE_CONTAINERS, ids=FLOE_IDS)
+def test_workload_config_files_are_mounted(doc: dict[str, Any], container: dict[str, Any]) -> None:
+    """FLOE_MANIFEST / FLOE_SPEC point at files of ConfigMaps mounted in the container."""
+    env = env_of(container)
+    volumes = {v["name"]: v for v in pod_template(doc)["spec"].get("volumes", [])}
+    for var in ("FLOE_MANIFEST", "FLOE_SPEC"):
+        path = Path(env[var]["value"])
+        mount = next(m for m in container["volumeMounts"] if Path(m["mountPath"]) == path.parent)
+        config_map = find("ConfigMap", volumes[mount["name"]]["configMap"]["name"], doc["metadata"]["namespace"])
+        assert path.name in config_map["data"], f"{var}: {path.name} not in ConfigMap"
+        yaml.safe_load(config_map["data"][path.name])
+
+
+@pytest.mark.parametrize(("doc", "container"), FLOE_CONTAINERS, ids=FLOE_IDS)
+def test_workload_resource_attributes_come_from_the_downward_api(
+    doc: dict[str, Any], container: dict[str, Any]
+) -> None:
+    """OTEL_RESOURCE_ATTRIBUTES maps Downward-API vars declared before it to k8s.* and service.instance.id."""
+    entries = container["env"]
+    names = [e["name"] for e in entries]
+    position = names.index("OTEL_RESOURCE_ATTRIBUTES")
+    declared_before = {e["name"]: e for e in entries[:position]}
+    text = entries[position]["value"]
+    attrs = dict(item.split("=", 1) for item in text.split(","))
+
+    for ref in _VAR_REF.findall(text):
+        assert ref in declared_before, f"$({ref}) must be declared before OTEL_RESOURCE_ATTRIBUTES"
+    for key, field_path in DOWNWARD.items():
+        refs = _VAR_REF.findall(attrs[key])
+        assert len(refs) == 1 and attrs[key] == f"$({refs[0]})", f"{key}={attrs[key]}"
+        assert declared_before[refs[0]]["valueFrom"]["fieldRef"]["fieldPath"] == field_path
+    assert attrs["k8s.container.name"] == container["name"]
+    pod, ns = attrs["k8s.pod.name"], attrs["k8s.namespace.name"]
+    assert attrs["service.instance.id"] == f"{ns}.{pod}.{container['name']}"
+    owner = {"Job": "k8s.job.name", "CronJob": "k8s.cronjob.name", "Deployment": "k8s.deployment.name"}[doc["kind"]]
+    assert attrs[owner] == doc["metadata"]["name"]
+
+
+def test_operator_injected_workloads_use_our_instrumentation() -> None:
+    """Annotated workloads name an Instrumentation in k8s/, and are not also wrapped in opentelemetry-instrument."""
+    injected = [(doc, c) for doc, c in workloads() if operator_injected(doc)]
+    assert injected
+    for doc, container in injected:
+        name = pod_template(doc)["metadata"]["annotations"][INJECT_ANNOTATION]
+        find("Instrumentation", name, doc["metadata"]["namespace"])
+        assert "opentelemetry-instrument" not in [*container.get("command", []), *container.get("args", [])]
+        assert "PYTHONPATH" not in env_of(container), "the operator skips injection when PYTHONPATH is set"
+
+
+def test_instrumentation_uses_our_image_and_http_on_4318() -> None:
+    """The Instrumentation selects the floe image, the floe distro/configurator and OTLP over HTTP to the gateway."""
+    spec = find("Instrumentation", "floe")["spec"]
+    assert "floe-otel-autoinstrumentation-python" in spec["python"]["image"]
+    env = {e["name"]: e["value"] for e in spec["python"]["env"]}
+    assert env["OTEL_PYTHON_DISTRO"] == env["OTEL_PYTHON_CONFIGURATOR"] == "floe"
+    assert env["OTEL_EXPORTER_OTLP_PROTOCOL"] == "http/protobuf"
+    assert urlparse(spec["exporter"]["endpoint"]).port == 4318
+
+
+def test_services_select_existing_pods() -> None:
+    """Every Service's selector matches the pod template labels of a workload in the same namespace."""
+    for _, svc in DOCS:
+        if svc["kind"] != "Service":
+            continue
+        selector = svc["spec"]["selector"].items()
+        assert any(
+            doc["metadata"].get("namespace") == svc["metadata"]["namespace"]
+            and selector <= pod_template(doc)["metadata"]["labels"].items()
+            for doc, _ in workloads()
+        ), svc["metadata"]["name"]
+
+
+def test_collector_gateway_wiring() -> None:
+    """Gateway: config mounted where --config points, probes on the health_check port, limits, pod-IP binding."""
+    deployment = find("Deployment", "otel-collector", "observability")
+    config_map = find("ConfigMap", "otel-collector-config", "observability")
+    spec = deployment["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
+    config_path = Path(next(a for a in container["args"] if a.startswith("--config=")).split("=", 1)[1])
+    mount = next(m for m in container["volumeMounts"] if Path(m["mountPath"]) == config_path.parent)
+    volume = next(v for v in spec["volumes"] if v["name"] == mount["name"])
+    assert volume["configMap"]["name"] == config_map["metadata"]["name"]
+    assert config_path.name in config_map["data"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert ports[container[probe]["httpGet"]["port"]] == 13133
+    assert container["resources"]["limits"]["memory"] and container["resources"]["limits"]["cpu"]
+    env = env_of(container)
+    assert env["MY_POD_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
+
+    config = yaml.safe_load(config_map["data"][config_path.name])
+    assert config["extensions"]["health_check"]["endpoint"].endswith(":13133")
+    protocols = config["receivers"]["otlp"]["protocols"]
+    assert protocols["grpc"]["endpoint"].startswith("${env:MY_POD_IP")
+    assert protocols["http"]["endpoint"].startswith("${env:MY_POD_IP") and protocols["http"]["endpoint"].endswith(
+        ":4318"
+    )
+    pipelines = config["service"]["pipelines"]
+    assert set(pipelines) == {"traces", "metrics", "logs"}
+    for pipeline in pipelines.values():
+        assert pipeline["processors"][0] == "memory_limiter" and pipeline["processors"][-1] == "batch"
+    (exporter,) = pipelines["traces"]["exporters"]
+    target = config["exporters"][exporter]
+    assert exporter.startswith("otlp_grpc/") and target["tls"]["insecure"] is True
+    host, port = target["endpoint"].rsplit(":", 1)
+    name, namespace = host.split(".")[:2]
+    assert int(port) in {p["port"] for p in find("Service", name, namespace)["spec"]["ports"]}
+
+
+def test_collector_configmap_is_the_generated_config(tmp_path: Path) -> None:
+    """The gateway ConfigMap holds exactly what `floe-otel collector-config` generates from the platform manifest."""
+    from floe_otel_distro.cli import collector_config
+
+    manifest = tmp_path / "manifest.yaml"
+    manifest.write_text(find("ConfigMap", "floe-platform-manifest", "floe")["data"]["manifest.yaml"])
+    generated = collector_config({"FLOE_MANIFEST": str(manifest), "FLOE_MODE": "prod"})
+    in_configmap = yaml.safe_load(find("ConfigMap", "otel-collector-config", "observability")["data"]["collector.yaml"])
+    assert in_configmap == generated, "regenerate k8s/collector/configmap.yaml (see its header)"
+
+
+def _stages(dockerfile: str) -> list[str]:
+    return [line for line in dockerfile.splitlines() if line.startswith("FROM ")]
+
+
+def test_operator_image_layout() -> None:
+    """k8s/image/Dockerfile: glibc and musl trees built with pip --target, final stage with cp, both trees copied."""
+    text = (K8S / "image" / "Dockerfile").read_text()
+    stages = _stages(text)
+    assert len(stages) == 3
+    assert "alpine" not in stages[0] and "alpine" in stages[1]
+    assert stages[2].startswith("FROM busybox"), "the operator's init container needs cp"
+    assert text.count("pip install --no-cache-dir --target /autoinstrumentation /src -r /requirements.txt") == 2
+    assert "musl-dev" in text
+    assert "COPY --from=build-glibc /autoinstrumentation /autoinstrumentation\n" in text
+    assert "COPY --from=build-musl /autoinstrumentation /autoinstrumentation-musl\n" in text
+    assert "chmod -R go+r /autoinstrumentation /autoinstrumentation-musl" in text
+
+
+def test_image_requirements_are_pinned_and_http_only() -> None:
+    """k8s/image/requirements.txt pins every package exactly, matches the distro's OTel pins, and has no gRPC."""
+    reqs = {}
+    for raw in (K8S / "image" / "requirements.txt").read_text().splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if line:
+            name, sep, version = line.partition("==")
+            assert sep and version, f"not pinned: {line}"
+            reqs[name.lower()] = version
+    assert not any("grpc" in name for name in reqs)
+    pyproject = (REPO / "pyproject.toml").read_text()
+    for pin in re.findall(r'"(opentelemetry-[a-z-]+)==([^"]+)"', pyproject.split("[project.optional-dependencies]")[0]):
+        assert reqs[pin[0]] == pin[1], pin
+    assert int(reqs["protobuf"].split(".")[0]) < 7, "dbt and dagster need protobuf < 7; the tree's copy wins"
+
+
+def test_example_app_image_entrypoint_is_opentelemetry_instrument() -> None:
+    """k8s/image/app.Dockerfile runs everything under opentelemetry-instrument and ships the files manifests run."""
+    text = (K8S / "image" / "app.Dockerfile").read_text()
+    assert 'ENTRYPOINT ["opentelemetry-instrument"]' in text
+    copies = {"/app/dbt/jaffle": REPO / "tests" / "projects" / "jaffle", "/app": K8S / "image" / "app"}
+    assert "COPY k8s/image/app/ /app/\n" in text and "COPY tests/projects/jaffle /app/dbt/jaffle\n" in text
+    for _, c in workloads():
+        for arg in [*c.get("command", []), *c.get("args", []), c.get("workingDir", "")]:
+            if arg.startswith("/app/"):
+                prefix = next(p for p in copies if arg == p or arg.startswith(p + "/"))
+                assert (copies[prefix] / arg[len(prefix):].lstrip("/")).exists(), arg
