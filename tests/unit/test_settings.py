@@ -156,7 +156,7 @@ LADDER = [
         "http://otel-env:4318",
         "env:OTEL_EXPORTER_OTLP_ENDPOINT",
     ),
-    ("endpoint", {"FLOE_OTLP_ENDPOINT": "http://floe-env:4318"}, True, "http://floe-env:4318", "env:FLOE_OTLP_ENDPOINT"),
+    ("endpoint", {"FLOE_OTLP_ENDPOINT": "http://f:4318"}, True, "http://f:4318", "env:FLOE_OTLP_ENDPOINT"),
     ("endpoint", {}, True, "http://manifest-collector:4318", "{manifest} observability.tracing.endpoint"),
     ("endpoint", None, False, None, "default"),
     (
@@ -438,7 +438,7 @@ BAD_ENV = [
         "use one of always_on, always_off, traceidratio, parentbased_always_on, parentbased_always_off, "
         "parentbased_traceidratio",
     ),
-    ({"OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"}, "OTEL_EXPORTER_OTLP_PROTOCOL='http/json'", "'grpc' or 'http/protobuf'"),
+    ({"OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"}, "OTEL_EXPORTER_OTLP_PROTOCOL='http/json'", "'grpc' or"),
     ({"FLOE_OTLP_PROTOCOL": "thrift"}, "FLOE_OTLP_PROTOCOL='thrift'", "use 'grpc' or 'http/protobuf'"),
     ({"FLOE_OTEL_ENABLED": "maybe"}, "FLOE_OTEL_ENABLED='maybe'", "use a valid boolean"),
     ({"OTEL_SDK_DISABLED": "sometimes"}, "OTEL_SDK_DISABLED='sometimes'", "use a valid boolean"),
