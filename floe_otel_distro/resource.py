@@ -54,16 +54,16 @@ def process_attributes() -> dict[str, str | int]:
 
 def resource_attributes(settings: FloeSettings, environ: Mapping[str, str]) -> dict[str, str | int]:
     """Every attribute of the resource, precedence applied (see module docstring)."""
-    from importlib.metadata import version
-
     from opentelemetry.sdk.version import __version__ as sdk_version
+
+    from floe_otel_distro import __version__
 
     attrs: dict[str, str | int] = {
         "telemetry.sdk.language": "python",
         "telemetry.sdk.name": "opentelemetry",
         "telemetry.sdk.version": sdk_version,
         "telemetry.distro.name": DISTRO_NAME,
-        "telemetry.distro.version": version(DISTRO_NAME),
+        "telemetry.distro.version": __version__,
         "service.name": settings.product_name or "unknown_service",
         "service.instance.id": str(uuid.uuid4()),
         "deployment.environment.name": settings.mode.value,
