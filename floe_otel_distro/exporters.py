@@ -3,18 +3,24 @@
 The OTLP stack (protobuf, requests/grpc) costs ~120 ms to import, so the real exporter is built on
 the first export, which runs on the batch processor's worker thread, never on the app's main thread.
 A process that never exports (a no-op job) never pays for it. ``abort_all()`` makes every in-flight
-retry give up, so exit is bounded when the collector is unreachable (see ``lifecycle``).
+retry give up, so exit is bounded when the collector is unreachable (see ``lifecycle``);
+``abort_unreachable()`` probes the collector at exit (one TCP connect) so a job whose collector is down
+does not spend its exit budget on retries. ``reset_after_fork()`` drops the parent's connections in a
+forked child (a socket shared by two processes corrupts both streams).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import socket
 import sys
 import threading
 import time
 import weakref
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
 from opentelemetry.sdk.metrics.export import (
@@ -48,25 +54,25 @@ def _warn_export_failure(signal: str, endpoint: str) -> None:
             return
         extra = f" ({_suppressed} more failures since the last warning)" if _suppressed else ""
         _last_warning, _suppressed = now, 0
-    try:
+    with contextlib.suppress(Exception):
         sys.stderr.write(
             f"floe-otel: export of {signal} to {endpoint} failed{extra}; telemetry is dropped while the "
             "collector is unreachable (check OTEL_EXPORTER_OTLP_ENDPOINT / that the collector is running)\n"
         )
-    except Exception:
-        pass
 
 
 class _Lazy:
     """Holds the factory and the real exporter once built."""
 
-    def __init__(self, signal: str, endpoint: str, factory: Callable[[], Any]) -> None:
+    def __init__(self, signal: str, endpoint: str, factory: Callable[[], Any], target: str = "") -> None:
         self._signal = signal
-        self._endpoint = endpoint
+        self._endpoint = endpoint  # redacted, for messages
+        self._target = target  # the real URL, for the reachability probe
         self._factory = factory
         self._inner: Any = None
         self._lock = threading.Lock()
         self._aborted = False
+        self.healthy: bool | None = None  # last export succeeded (None: nothing exported yet)
         _live.add(self)
 
     def _get(self) -> Any:
@@ -77,17 +83,23 @@ class _Lazy:
         return self._inner
 
     def _failed(self) -> None:
+        self.healthy = False
         _warn_export_failure(self._signal, self._endpoint)
+
+    def _after_fork_in_child(self) -> None:
+        # The parent's exporter (and its pooled sockets / gRPC channel) stays the parent's: build anew.
+        self._inner = None
+        self._lock = threading.Lock()
+        self._aborted = False
+        self.healthy = None
 
     def abort(self) -> None:
         """Stop retrying now: later exports fail fast."""
         self._aborted = True
         inner = self._inner
         if inner is not None:
-            try:
+            with contextlib.suppress(Exception):
                 inner.shutdown()
-            except Exception:
-                pass
 
     def _shutdown(self) -> None:
         if self._inner is not None and not self._aborted:
@@ -100,8 +112,13 @@ class LazySpanExporter(_Lazy, SpanExporter):
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         if self._aborted:
             return SpanExportResult.FAILURE
-        result: SpanExportResult = self._get().export(spans)
-        if result is not SpanExportResult.SUCCESS and not self._aborted:
+        inner = self._get()
+        if self._aborted:
+            return SpanExportResult.FAILURE
+        result: SpanExportResult = inner.export(spans)
+        if result is SpanExportResult.SUCCESS:
+            self.healthy = True
+        elif not self._aborted:
             self._failed()
         return result
 
@@ -118,8 +135,13 @@ class LazyLogExporter(_Lazy, LogRecordExporter):
     def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
         if self._aborted:
             return LogRecordExportResult.FAILURE
-        result: LogRecordExportResult = self._get().export(batch)
-        if result is not LogRecordExportResult.SUCCESS and not self._aborted:
+        inner = self._get()
+        if self._aborted:
+            return LogRecordExportResult.FAILURE
+        result: LogRecordExportResult = inner.export(batch)
+        if result is LogRecordExportResult.SUCCESS:
+            self.healthy = True
+        elif not self._aborted:
             self._failed()
         return result
 
@@ -159,15 +181,20 @@ class LazyMetricExporter(_Lazy, MetricExporter):
     """A metric exporter that builds the real one on first export (temporality fixed up front)."""
 
     def __init__(self, signal: str, endpoint: str, factory: Callable[[], Any],
-                 temporality: dict[type, AggregationTemporality]) -> None:
-        _Lazy.__init__(self, signal, endpoint, factory)
+                 temporality: dict[type, AggregationTemporality], target: str = "") -> None:
+        _Lazy.__init__(self, signal, endpoint, factory, target)
         MetricExporter.__init__(self, preferred_temporality=temporality)
 
     def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
         if self._aborted:
             return MetricExportResult.FAILURE
-        result: MetricExportResult = self._get().export(metrics_data, timeout_millis=timeout_millis, **kwargs)
-        if result is not MetricExportResult.SUCCESS and not self._aborted:
+        inner = self._get()
+        if self._aborted:
+            return MetricExportResult.FAILURE
+        result: MetricExportResult = inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
+        if result is MetricExportResult.SUCCESS:
+            self.healthy = True
+        elif not self._aborted:
             self._failed()
         return result
 
@@ -224,13 +251,62 @@ def otlp_exporter(signal: str, settings: FloeSettings) -> _Lazy:
 
     shown = redact_url(endpoint)
     if signal == "traces":
-        return LazySpanExporter(signal, shown, build)
+        return LazySpanExporter(signal, shown, build, endpoint)
     if signal == "metrics":
-        return LazyMetricExporter(signal, shown, build, temporality)
-    return LazyLogExporter(signal, shown, build)
+        return LazyMetricExporter(signal, shown, build, temporality, endpoint)
+    return LazyLogExporter(signal, shown, build, endpoint)
 
 
 def abort_all() -> None:
     """Make every live exporter give up its retries (used when the exit budget runs out)."""
     for exporter in list(_live):
         exporter.abort()
+
+
+def _address(url: str) -> tuple[str, int] | None:
+    try:
+        parts = urlsplit(url if "://" in url else f"http://{url}")
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return None
+    return (parts.hostname, port) if parts.hostname else None
+
+
+def reachable(url: str, timeout_s: float) -> bool:
+    """Whether a TCP connection to ``url``'s host:port opens within ``timeout_s`` (unparsable: assume yes)."""
+    address = _address(url)
+    if address is None:
+        return True
+    try:
+        with socket.create_connection(address, timeout=max(timeout_s, 0.01)):
+            return True
+    except OSError:
+        return False
+
+
+def abort_unreachable(timeout_s: float) -> int:
+    """At exit: abort the exporters whose collector does not accept a connection; returns how many.
+
+    Each distinct host:port is probed once (one TCP connect, ~0.1 ms on a local network).
+    """
+    verdict: dict[tuple[str, int] | None, bool] = {}
+    aborted = 0
+    for exporter in list(_live):
+        if exporter._aborted or not exporter._target:
+            continue
+        address = _address(exporter._target)
+        if address not in verdict:
+            verdict[address] = reachable(exporter._target, timeout_s)
+        if not verdict[address]:
+            exporter._failed()  # throttled: one line however many exporters share the collector
+            exporter.abort()
+            aborted += 1
+    return aborted
+
+
+def reset_after_fork() -> None:
+    """In a forked child: forget the parent's exporter connections and locks (see ``lifecycle``)."""
+    global _warn_lock
+    _warn_lock = threading.Lock()
+    for exporter in list(_live):
+        exporter._after_fork_in_child()

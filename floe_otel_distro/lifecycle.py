@@ -1,102 +1,270 @@
-"""Process lifecycle: bounded flush at exit and on SIGTERM/SIGINT, then the program's own behaviour.
+"""Process lifecycle: bounded flush at exit, on SIGTERM/SIGINT and in forked children; fork re-init.
 
-- exit (``atexit``): flush every provider within ``FLOE_SHUTDOWN_TIMEOUT`` (default 2 s); when the
-  budget runs out (collector unreachable), abort the exporters' retries so exit is never held up.
-- SIGTERM / SIGINT: the same bounded flush, then whatever the program would have done without us: its
-  own handler if it had one, else the default disposition (for SIGTERM: killed by the signal, exit 143).
+- exit (``atexit``): flush and shut down every provider within ``FLOE_SHUTDOWN_TIMEOUT`` (default 2 s).
+  The collector is probed first (one TCP connect): when it is down the exporters are aborted at once,
+  so a job exits in its normal time (+ a few ms), not after the exporters' retry back-off. Whatever
+  still runs when the budget is spent is aborted; exit never waits longer than the budget.
+- SIGTERM / SIGINT: the same bounded flush, then what the program would have done without us: its own
+  handler if it has one — also one installed *after* the distro loaded, because ``signal.signal`` is
+  wrapped (ours stays installed, the program's is recorded and ``signal.getsignal`` returns it) — else
+  the default disposition (SIGTERM: killed by the signal, status 143 / returncode -15).
+- fork (``os.register_at_fork``): in the child, the providers' resource gets the child's
+  ``process.pid`` (the SDK re-creates the batch threads and clears the queues it inherited, so
+  nothing buffered in the parent is exported twice), exporters drop the parent's connections, and the
+  child flushes at its own exit. ``multiprocessing`` children leave through ``os._exit`` (no
+  ``atexit``): a ``multiprocessing.util.Finalize`` registered from its after-fork hook flushes them.
+  gunicorn workers leave through ``sys.exit`` (``atexit`` runs) and ``signal.signal`` is wrapped, so
+  they need no server-specific hook (see docs/lifecycle.md).
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
+import inspect
 import os
 import signal
 import threading
 import time
 from collections.abc import Callable
-from types import FrameType
+from types import FrameType, ModuleType
 from typing import Any
 
 from floe_otel_distro.settings import FloeSettings
+
+HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+PROBE_TIMEOUT_S = 0.5  # at most this much of the budget goes to finding out that the collector is down
+_GRACE_S = 0.2  # after an abort, how long we wait for the worker to notice
 
 _providers: list[Any] = []
 _budget_s = 2.0
 _lock = threading.Lock()
 _done = False
-_previous: dict[int, Any] = {}
-HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+_handling = False
+_hooks_installed = False
+_fork_hooks_installed = False
+_program_handlers: dict[int, Any] = {}  # what the program set (or had) for each handled signal
+_original_signal = signal.signal
+_original_getsignal = signal.getsignal
+
+
+# --- bounded flush ---------------------------------------------------------------------------------
+def _work(shutdown: bool, deadline: float) -> None:
+    from floe_otel_distro.exporters import abort_unreachable
+
+    def remaining_ms() -> int:
+        return max(int((deadline - time.monotonic()) * 1000), 0)
+
+    with contextlib.suppress(Exception):
+        abort_unreachable(min(PROBE_TIMEOUT_S, remaining_ms() / 1000))
+    for provider in list(_providers):
+        with contextlib.suppress(Exception):
+            provider.force_flush(timeout_millis=remaining_ms())
+    if shutdown:
+        for provider in list(_providers):
+            try:
+                if "timeout_millis" in inspect.signature(provider.shutdown).parameters:
+                    provider.shutdown(timeout_millis=remaining_ms())
+                else:
+                    provider.shutdown()
+            except Exception:
+                pass
+
+
+def flush(budget_s: float | None = None, *, shutdown: bool = False) -> bool:
+    """Flush (and optionally shut down) every provider; never takes longer than the budget (+0.2 s).
+
+    The work runs on a helper thread so that a stuck export (a collector that drops packets, a lock
+    held by the interrupted code) cannot hold the caller: when the budget is spent the exporters are
+    aborted and the caller goes on. Returns whether everything finished within the budget.
+    """
+    budget = _budget_s if budget_s is None else budget_s
+    deadline = time.monotonic() + budget
+    worker = threading.Thread(target=_work, args=(shutdown, deadline), name="floe-otel-flush", daemon=True)
+    try:
+        worker.start()
+    except RuntimeError:  # the interpreter is finalizing and refuses new threads: flush inline
+        _work(shutdown, deadline)
+        return True
+    worker.join(budget)
+    if not worker.is_alive():
+        return True
+    from floe_otel_distro.exporters import abort_all
+
+    abort_all()
+    worker.join(_GRACE_S)
+    return False
 
 
 def flush_and_shutdown(budget_s: float | None = None) -> None:
-    """Flush all providers within the budget, abort what is left, then shut them down (once)."""
+    """Flush and shut down every provider within the budget (once per process)."""
     global _done
     with _lock:
         if _done:
             return
         _done = True
-    budget = _budget_s if budget_s is None else budget_s
-    deadline = time.monotonic() + budget
-    for provider in _providers:
-        remaining_ms = max(int((deadline - time.monotonic()) * 1000), 0)
-        try:
-            provider.force_flush(timeout_millis=remaining_ms)
-        except Exception:
-            pass
-    from floe_otel_distro.exporters import abort_all
-
-    if time.monotonic() >= deadline:
-        abort_all()
-    else:
-        # give in-flight retries no more than the remaining budget
-        timer = threading.Timer(max(deadline - time.monotonic(), 0.0), abort_all)
-        timer.daemon = True
-        timer.start()
-    for provider in _providers:
-        try:
-            provider.shutdown()
-        except Exception:
-            pass
+    flush(budget_s, shutdown=True)
 
 
+# --- signals ---------------------------------------------------------------------------------------
 def _on_signal(signum: int, frame: FrameType | None) -> None:
-    flush_and_shutdown()
-    previous = _previous.get(signum, signal.SIG_DFL)
-    if callable(previous):
-        previous(signum, frame)
-        return
-    if previous == signal.SIG_IGN:
-        return
-    signal.signal(signum, signal.SIG_DFL)
+    global _handling
+    handler = _program_handlers.get(signum, signal.SIG_DFL)
+    nested = _handling
+    _handling = True
+    try:
+        if callable(handler):
+            # The program handles it (its handler may log, clean up, exit): flush only; the final
+            # shutdown happens at exit.
+            if not nested:
+                flush()
+            handler(signum, frame)
+            return
+        if handler == signal.SIG_IGN:
+            return
+        if not nested:
+            flush_and_shutdown()
+    finally:
+        _handling = nested
+    # Default disposition: die of the signal, as without us (returncode -15, shell status 143).
+    _original_signal(signum, signal.SIG_DFL)
     os.kill(os.getpid(), signum)
 
 
+def _in_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+def _wrapped_signal(signalnum: Any, handler: Any) -> Any:
+    """``signal.signal``: for SIGTERM/SIGINT record the program's handler and keep ours in front."""
+    if signalnum not in HANDLED_SIGNALS or not _hooks_installed or not _in_main_thread():
+        return _original_signal(signalnum, handler)
+    if not callable(handler) and handler not in (signal.SIG_DFL, signal.SIG_IGN):
+        raise TypeError("signal handler must be signal.SIG_IGN, signal.SIG_DFL, or a callable object")
+    previous = _wrapped_getsignal(signalnum)
+    _program_handlers[signalnum] = handler
+    if handler == signal.SIG_IGN:  # the program ignores the signal: so do we
+        _original_signal(signalnum, signal.SIG_IGN)
+    else:
+        _original_signal(signalnum, _on_signal)
+    return previous
+
+
+def _wrapped_getsignal(signalnum: Any) -> Any:
+    """``signal.getsignal``: the program's handler, not ours."""
+    current = _original_getsignal(signalnum)
+    if current is _on_signal:
+        return _program_handlers.get(signalnum, signal.SIG_DFL)
+    return current
+
+
+_wrapped_signal.__wrapped__ = _original_signal  # type: ignore[attr-defined]
+_wrapped_getsignal.__wrapped__ = _original_getsignal  # type: ignore[attr-defined]
+
+
 def install_signal_handlers() -> None:
-    """Chain our flush in front of the current SIGTERM/SIGINT handlers (main thread only)."""
-    if threading.current_thread() is not threading.main_thread():
+    """Put our flush in front of SIGTERM/SIGINT (main thread only; an ignored signal stays ignored)."""
+    global _hooks_installed
+    if not _in_main_thread():
         return
     for signum in HANDLED_SIGNALS:
         try:
-            current = signal.getsignal(signum)
-            if current is signal.SIG_IGN or current is _on_signal:
+            current = _original_getsignal(signum)
+            if current is _on_signal:
                 continue
-            _previous[signum] = current
-            signal.signal(signum, _on_signal)
+            _program_handlers[signum] = current
+            if current is signal.SIG_IGN or current is None:  # None: set from C, not ours to replace
+                continue
+            _original_signal(signum, _on_signal)
         except (ValueError, OSError):
             continue
+    _hooks_installed = True
+    signal.signal = _wrapped_signal
+    signal.getsignal = _wrapped_getsignal
+
+
+def uninstall_signal_handlers() -> None:
+    """Give the program its handlers back and unwrap ``signal.signal`` (tests)."""
+    global _hooks_installed
+    signal.signal = _original_signal
+    signal.getsignal = _original_getsignal
+    _hooks_installed = False
+    if not _in_main_thread():
+        return
+    for signum in HANDLED_SIGNALS:
+        if _original_getsignal(signum) is _on_signal:
+            _original_signal(signum, _program_handlers.get(signum, signal.SIG_DFL))
+    _program_handlers.clear()
+
+
+# --- fork ------------------------------------------------------------------------------------------
+def _after_fork_in_child() -> None:
+    """Runs in every forked child, after the SDK's own fork hooks (registration order)."""
+    global _lock, _done, _handling
+    _lock = threading.Lock()
+    _done = False
+    _handling = False
+    try:
+        from opentelemetry.sdk.resources import Resource
+
+        from floe_otel_distro.exporters import reset_after_fork
+
+        reset_after_fork()
+        child = Resource({"process.pid": os.getpid(), "process.parent_pid": os.getppid()})
+        for provider in _providers:
+            update = getattr(provider, "_update_resource", None)  # the SDK's own after-fork mechanism
+            if update is not None:
+                update(child)
+    except Exception:  # never break the child
+        pass
+
+
+class _MultiprocessingToken:
+    """Key object for ``multiprocessing.util.register_after_fork`` (held for the process's life)."""
+
+
+_MP_TOKEN = _MultiprocessingToken()
+
+
+def _mp_child_started(_token: object) -> None:
+    # Runs in a multiprocessing child (any start method) after it cleared the inherited finalizers.
+    import multiprocessing.util as mp_util
+
+    if os.getpid() != _install_pid:  # forked: no atexit at the end (os._exit)
+        mp_util.Finalize(None, flush_and_shutdown, exitpriority=-100)
+
+
+def _watch_multiprocessing(module: ModuleType) -> None:
+    module.register_after_fork(_MP_TOKEN, _mp_child_started)
+
+
+_install_pid = os.getpid()
 
 
 def install(providers: list[Any], settings: FloeSettings) -> None:
-    """Register exit and signal hooks for ``providers``."""
-    global _budget_s
+    """Register exit, signal and fork hooks for ``providers``."""
+    global _budget_s, _install_pid, _fork_hooks_installed
     _providers[:] = providers
     _budget_s = settings.shutdown_timeout
+    _install_pid = os.getpid()
+    atexit.unregister(flush_and_shutdown)
     atexit.register(flush_and_shutdown)
     install_signal_handlers()
+    if _fork_hooks_installed:  # os.register_at_fork hooks cannot be removed: register once
+        return
+    _fork_hooks_installed = True
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=_after_fork_in_child)
+    from floe_otel_distro.instrumentation._import_hooks import when_imported
+
+    when_imported("multiprocessing.util", _watch_multiprocessing)
 
 
 def _reset_for_tests(hook: Callable[[], None] | None = None) -> None:
-    global _done
+    global _done, _handling
     _done = False
+    _handling = False
     _providers.clear()
+    uninstall_signal_handlers()
     if hook:
         hook()
