@@ -8,7 +8,7 @@ interleaved round by round (plain, prod, full, plain, …) so machine noise hits
 * ``prod``   - ``opentelemetry-instrument dbt build`` with FLOE_MODE=prod (10 % trace sampling, metrics on);
 * ``full``   - the same at 100 % sampling (OTEL_TRACES_SAMPLER=parentbased_always_on).
 
-Prints the median wall time of each and its overhead over plain; exits 1 if prod overhead ≥ --target %.
+Prints median wall and CPU (user+sys) time of each and the overhead over plain; exits 1 if prod overhead ≥ --target %.
 
     .venv/bin/python benchmarks/dbt_overhead.py [--rounds 7] [--models 24] [--target 5]
 """
@@ -38,13 +38,17 @@ def _plain_env(base: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in base.items() if not k.startswith(("OTEL_", "FLOE_"))}
 
 
-def _run(cmd: list[str], env: dict[str, str], cwd: Path) -> float:
+def _run(cmd: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float]:
+    """Wall seconds and CPU seconds (user + sys of the dbt process and its children)."""
     start = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, check=False)
+    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    out = proc.stdout.read() if proc.stdout else b""
+    _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
-        raise RuntimeError(f"{cmd} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return wall
+        raise RuntimeError(f"{cmd} failed ({proc.returncode}):\n{out.decode(errors='replace')[-3000:]}")
+    return wall, usage.ru_utime + usage.ru_stime
 
 
 def main() -> int:
@@ -71,11 +75,14 @@ def main() -> int:
             _run(dbt, plain, project)  # warm-up: OS caches, partial-parse file, DuckDB file
             _run(instrumented, full, project)
             times: dict[str, list[float]] = {name: [] for name in variants}
+            cpu: dict[str, list[float]] = {name: [] for name in variants}
             for i in range(args.rounds):
                 order = list(variants) if i % 2 == 0 else list(reversed(variants))
                 for name in order:
-                    cmd, env = variants[name]
-                    times[name].append(_run(cmd, env, project))
+                    command, env = variants[name]
+                    wall, cpu_s = _run(command, env, project)
+                    times[name].append(wall)
+                    cpu[name].append(cpu_s)
                 print(f"round {i + 1}/{args.rounds}: " + "  ".join(f"{n}={times[n][-1]:.2f}s" for n in variants))
 
             spans = len(collector.spans())
@@ -83,14 +90,19 @@ def main() -> int:
         finally:
             collector.stop()
 
-    base_median = statistics.median(times["plain"])
+    base_wall = statistics.median(times["plain"])
+    base_cpu = statistics.median(cpu["plain"])
     print(f"\ndbt build of {args.models} models + {args.models * 2} tests, {args.rounds} interleaved rounds")
-    print(f"{'variant':<8} {'median s':>9} {'min s':>7} {'overhead':>9}")
+    print(f"{'variant':<8} {'wall med s':>14} {'wall min':>11} {'overhead':>9} {'cpu med s':>13} {'overhead':>9}")
     overhead: dict[str, float] = {}
-    for name, values in times.items():
-        med = statistics.median(values)
-        overhead[name] = (med / base_median - 1) * 100
-        print(f"{name:<8} {med:>9.3f} {min(values):>7.3f} {overhead[name]:>+8.1f}%")
+    for name in variants:
+        wall_med, cpu_med = statistics.median(times[name]), statistics.median(cpu[name])
+        overhead[name] = (wall_med / base_wall - 1) * 100
+        cpu_over = (cpu_med / base_cpu - 1) * 100
+        print(
+            f"{name:<8} {wall_med:>14.3f} {min(times[name]):>11.3f} {overhead[name]:>+8.1f}% "
+            f"{cpu_med:>13.3f} {cpu_over:>+8.1f}%"
+        )
     print(f"collector received {spans} spans ({nodes} dbt node spans)")
     ok = overhead["prod"] < args.target
     print(f"prod overhead {overhead['prod']:+.1f}% (target < {args.target:g}%): {'OK' if ok else 'OVER'}")
