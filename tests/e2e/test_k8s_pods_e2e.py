@@ -285,13 +285,13 @@ def test_dagster_deployment_pod_reaches_the_collector(collector: Collector, tmp_
     argv[argv.index("--port") + 1] = str(port)
     probe = find_probe(deployment, "dagster", port)
 
-    server = subprocess.Popen(
-        argv, env=pod.env, cwd=pod.cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
+    server_log = tmp_path / "code-server.log"
+    with server_log.open("wb") as out:
+        server = subprocess.Popen(argv, env=pod.env, cwd=pod.cwd, stdout=out, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 90
         while subprocess.run(probe, env=pod.env, capture_output=True, check=False).returncode != 0:
-            assert server.poll() is None, server.communicate()[0][-3000:]
+            assert server.poll() is None, server_log.read_text()[-3000:]
             assert time.monotonic() < deadline, "code server never became ready"
             time.sleep(1)
 
