@@ -14,7 +14,8 @@ Rules:
 - ``multiprocessing`` ``spawn`` / ``forkserver``: the carrier of the context current at
   ``Process.start()`` rides in the preparation data (``multiprocessing.spawn.get_preparation_data``);
   an instrumented child attaches it in ``multiprocessing.spawn.prepare`` before the target runs and
-  flushes its providers when the process body ends (forkserver children leave via ``os._exit``).
+  runs the distro's bounded flush when the process body ends (forkserver children leave via ``os._exit``,
+  so ``atexit`` never runs there).
   Pool workers (``multiprocessing.Pool``, ``ProcessPoolExecutor``) are not given the starter's context:
   they outlive it and run unrelated tasks. ``fork`` needs nothing (the child inherits the context).
 
@@ -46,7 +47,7 @@ _log = logging.getLogger(__name__)
 #: Key under which the parent's carrier travels in multiprocessing's preparation data.
 PREPARATION_DATA_KEY = "floe_otel_context"
 
-_FLUSH_TIMEOUT_MILLIS = 5000
+_FLUSH_TIMEOUT_MILLIS = 2000
 _POOL_WORKER_TARGETS = frozenset(
     {("multiprocessing.pool", "worker"), ("concurrent.futures.process", "_process_worker")}
 )
@@ -173,7 +174,22 @@ def _wrap_get_preparation_data(original: AnyCallable) -> AnyCallable:
 
 
 def _flush_providers() -> None:
-    """Flush the global providers (multiprocessing children may leave through ``os._exit``)."""
+    """Flush at a multiprocessing child's exit (forkserver/fork children leave through ``os._exit``).
+
+    Uses the distro's bounded exit (``lifecycle.flush_and_shutdown``: time budget, aborts exporter
+    retries) so an unreachable collector never holds the child up; falls back to a short flush of the
+    global providers when the floe lifecycle is not available.
+    """
+    try:
+        from floe_otel_distro import lifecycle
+    except Exception:
+        lifecycle = None  # type: ignore[assignment]
+    if lifecycle is not None:
+        try:
+            lifecycle.flush_and_shutdown()
+            return
+        except Exception:
+            _log.debug("floe-otel: bounded flush at multiprocessing child exit failed", exc_info=True)
     from opentelemetry import _logs, metrics, trace
 
     for provider in (trace.get_tracer_provider(), metrics.get_meter_provider(), _logs.get_logger_provider()):
