@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 from collections.abc import Callable, Collection, MutableMapping, Sequence
 from types import ModuleType
 from typing import Any
@@ -54,7 +55,7 @@ class _State:
         self.factory: AnyCallable | None = None
         self.structlog_patches: list[tuple[object, str, AnyCallable, AnyCallable]] = []
         self.otel_loggers: dict[str, Any] = {}
-        self.emitting = False
+        self.emitting = threading.local()  # per-thread recursion guard for the structlog export
 
 
 _state = _State()
@@ -130,9 +131,9 @@ def _exception_of(exc_info: Any) -> BaseException | None:
 
 def _emit_to_otel(method_name: str, event_dict: MutableMapping[str, Any]) -> None:
     """Emit one structlog event through the OTel Logs API (non-stdlib wrapped loggers only)."""
-    if _state.emitting:  # an exporter logging through structlog must not recurse
+    if getattr(_state.emitting, "active", False):  # an exporter logging through structlog must not recurse
         return
-    _state.emitting = True
+    _state.emitting.active = True
     try:
         level = str(event_dict.get("level", method_name)).lower()
         body = event_dict.get("event")
@@ -147,7 +148,7 @@ def _emit_to_otel(method_name: str, event_dict: MutableMapping[str, Any]) -> Non
     except Exception:
         _log.debug("floe-otel: could not export a structlog event", exc_info=True)
     finally:
-        _state.emitting = False
+        _state.emitting.active = False
 
 
 def add_trace_context(logger: Any, method_name: str, event_dict: MutableMapping[str, Any]) -> Any:

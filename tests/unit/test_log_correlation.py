@@ -268,3 +268,24 @@ print(line["trace_id"] == format(span.get_span_context().trace_id, "032x"))
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "True"
+
+
+def test_structlog_export_from_many_threads_loses_nothing(
+    instrumented: Any, otel_logs: InMemoryLogRecordExporter
+) -> None:
+    """Concurrent structlog events from several threads are each exported exactly once."""
+    import threading
+
+    _json_logger(io.StringIO())
+    log = structlog.get_logger()
+
+    def work() -> None:
+        for i in range(200):
+            log.info("tick", i=i)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(otel_logs.get_finished_logs()) == 800
