@@ -15,7 +15,7 @@ import yaml
 from floe_otel_distro import _state
 
 # The real-format floe inputs (floe.yaml, manifest.yaml, manifest-jaeger.yaml); see their README.md.
-EXAMPLES_DIR = Path(os.environ.get("FLOE_EXAMPLES_DIR", "/work/shared/examples"))
+EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "data" / "examples"  # copies of ../shared/examples
 
 
 @pytest.fixture(autouse=True)
