@@ -131,12 +131,22 @@ def _assert_assets_job(collector: Collector, job: str) -> tuple[dict[str, Any], 
     return run, steps
 
 
-def test_multiprocess_run_is_one_trace(collector: Collector, tmp_path: Path) -> None:
-    """Default executor: each step in a spawned child, all spans in the run's trace, parentage intact."""
-    proc = _execute(collector, tmp_path, "definitions.py", "assets_job")
+@pytest.mark.parametrize(
+    ("job", "env"),
+    [
+        ("assets_job", {}),
+        # Dagster's own carrier (on the pickled step command) suffices without generic propagation
+        ("assets_job", {"OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "floe_process_context"}),
+        ("assets_job_forkserver", {}),
+    ],
+    ids=["spawn", "spawn-without-process-context", "forkserver"],
+)
+def test_multiprocess_run_is_one_trace(collector: Collector, tmp_path: Path, job: str, env: dict[str, str]) -> None:
+    """Multiprocess executor: each step in a child process, all spans in the run's trace, parentage intact."""
+    proc = _execute(collector, tmp_path, "definitions.py", job, **env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "multiprocess executor" in proc.stdout + proc.stderr
-    run, steps = _assert_assets_job(collector, "assets_job")
+    run, steps = _assert_assets_job(collector, job)
     run_pid = run["resource"]["process.pid"]
     step_pids = {key: step["resource"]["process.pid"] for key, step in steps.items()}
     assert run_pid not in step_pids.values()

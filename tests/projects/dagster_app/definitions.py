@@ -4,6 +4,7 @@ Jobs:
 - ``assets_job``: raw_orders -> (order_stats multi-asset: order_count, order_total) -> order_report,
   default executor (multiprocess under ``dagster job execute``: every step in its own child process).
 - ``assets_job_in_process``: the same assets with the in-process executor.
+- ``assets_job_forkserver``: the same assets, multiprocess executor with the ``forkserver`` start method.
 - ``failing_job``: ``broken_asset`` raises ValueError; ``after_broken`` (downstream) is skipped.
 - ``conditional_job``: ``optional_asset`` yields nothing, so ``after_optional`` is skipped.
 - ``regional_job``: ``regional_sales`` partitioned by region (run with tag ``dagster/partition``).
@@ -25,6 +26,7 @@ from dagster import (
     asset,
     define_asset_job,
     in_process_executor,
+    multiprocess_executor,
     multi_asset,
 )
 
@@ -91,11 +93,16 @@ assets_job = define_asset_job("assets_job", selection=ASSETS)
 assets_job_in_process = define_asset_job(
     "assets_job_in_process", selection=ASSETS, executor_def=in_process_executor
 )
+assets_job_forkserver = define_asset_job(
+    "assets_job_forkserver",
+    selection=ASSETS,
+    executor_def=multiprocess_executor.configured({"start_method": {"forkserver": {}}}),
+)
 failing_job = define_asset_job("failing_job", selection=[broken_asset, after_broken])
 conditional_job = define_asset_job("conditional_job", selection=[optional_asset, after_optional])
 regional_job = define_asset_job("regional_job", selection=[regional_sales])
 
 defs = Definitions(
     assets=[*ASSETS, broken_asset, after_broken, optional_asset, after_optional, regional_sales],
-    jobs=[assets_job, assets_job_in_process, failing_job, conditional_job, regional_job],
+    jobs=[assets_job, assets_job_in_process, assets_job_forkserver, failing_job, conditional_job, regional_job],
 )
