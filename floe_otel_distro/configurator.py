@@ -8,6 +8,7 @@ selected backend plugin; all export is asynchronous. Nothing runs when the distr
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Mapping
@@ -32,7 +33,9 @@ def _named_exporter(signal: str, name: str, plugin_default: Any) -> Any:
 
     found = list(entry_points(group=f"opentelemetry_{signal}_exporter", name=name))
     if not found:
-        raise ConfigError(f"OTEL_{signal.upper()}_EXPORTER", name, "no such exporter installed; use otlp, console or none")
+        raise ConfigError(
+            f"OTEL_{signal.upper()}_EXPORTER", name, "no such exporter installed; use otlp, console or none"
+        )
     return found[0].load()()
 
 
@@ -70,7 +73,8 @@ def install_metrics(settings: Any, plugin: Any, resource: Any) -> Any:
     exporter = _named_exporter("metrics", settings.metrics_exporter or "otlp", plugin.metric_exporter)
     readers = []
     if exporter is not None:
-        readers.append(PeriodicExportingMetricReader(exporter, export_interval_millis=settings.metric_export_interval_ms))
+        interval = settings.metric_export_interval_ms
+        readers.append(PeriodicExportingMetricReader(exporter, export_interval_millis=interval))
     provider = MeterProvider(resource=resource, metric_readers=readers, shutdown_on_exit=False)
     metrics.set_meter_provider(provider)
     return provider
@@ -79,8 +83,10 @@ def install_metrics(settings: Any, plugin: Any, resource: Any) -> Any:
 def install_logging(settings: Any, plugin: Any, resource: Any) -> Any:
     """Logger provider with batch export, and an OTel handler on the root logger at ``log_level``."""
     from opentelemetry._logs import set_logger_provider
-    from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+    from opentelemetry.sdk._logs import LoggerProvider
     from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+
+    from floe_otel_distro.log_handler import FloeLoggingHandler
 
     exporter = _named_exporter("logs", settings.logs_exporter or "otlp", plugin.log_exporter)
     if exporter is None:
@@ -88,9 +94,69 @@ def install_logging(settings: Any, plugin: Any, resource: Any) -> Any:
     provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
     provider.add_log_record_processor(BatchLogRecordProcessor(exporter))
     set_logger_provider(provider)
-    handler = LoggingHandler(level=getattr(logging, settings.log_level), logger_provider=provider)
+    handler = FloeLoggingHandler(level=getattr(logging, settings.log_level), logger_provider=provider)
     logging.getLogger().addHandler(handler)
     return provider
+
+
+def _host_port(url: str) -> tuple[str, int | None]:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url if "://" in url else f"http://{url}")
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return (parts.hostname or "").lower(), port
+
+
+_OTLP_PORTS = {4317, 4318}  # the same collector's gRPC and HTTP receivers
+
+
+def collector_bypass(settings: Any, resolved: Any) -> ConfigError | None:
+    """Prod mode: an OTLP exporter aimed elsewhere than the manifest's collector (``observability.tracing.endpoint``).
+
+    Same host is the same collector (its gRPC and HTTP ports may differ); anything else bypasses it.
+    """
+    declared = settings.collector_endpoint
+    if settings.mode.value != "prod" or not declared or settings.backend_name == "console":
+        return None
+    want_host, want_port = _host_port(declared)
+    for signal in ("traces", "metrics", "logs"):
+        exporter = (getattr(settings, f"{signal}_exporter") or "otlp").strip().lower()
+        if not settings.signal_enabled(signal) or exporter != "otlp":
+            continue
+        url = settings.signal_endpoint(signal)
+        host, port = _host_port(url)
+        same_port = port == want_port or port is None or want_port is None or {port, want_port} <= _OTLP_PORTS
+        if host == want_host and same_port:
+            continue
+        source = resolved.source_of(f"{signal}_endpoint") if getattr(settings, f"{signal}_endpoint") else (
+            resolved.source_of("endpoint"))
+        where = source.removeprefix("env:") if source.startswith("env:") else "OTLP endpoint"
+        from floe_otel_distro.errors import redact_url
+
+        return ConfigError(
+            where,
+            redact_url(url),
+            f"in prod, telemetry must go through the platform collector {redact_url(declared)} "
+            "(manifest observability.tracing.endpoint); unset this to use it",
+        )
+    return None
+
+
+def check_collector_bypass(settings: Any, resolved: Any, environ: Mapping[str, str]) -> None:
+    """One ``floe-otel:`` warning line (export continues); strict mode: the error, exit 78."""
+    error = collector_bypass(settings, resolved)
+    if error is None:
+        return
+    if settings.strict or strict_from_env(dict(environ)):
+        report(error, strict=True)
+        return
+    import sys
+
+    with contextlib.suppress(Exception):
+        sys.stderr.write(error.line() + " (warning: exporting there anyway)\n")
 
 
 def install(environ: Mapping[str, str]) -> None:
@@ -102,6 +168,10 @@ def install(environ: Mapping[str, str]) -> None:
     plugin = state.plugin
     from floe_otel_distro.resource import build_resource
 
+    check_collector_bypass(settings, state.resolved, environ)
+    from floe_otel_distro import lifecycle
+
+    lifecycle.prepare_for_fork()  # before any provider registers its fork hooks
     resource = build_resource(settings, environ)
     steps = (("traces", install_tracing), ("metrics", install_metrics), ("logs", install_logging))
     for signal, step in steps:
@@ -111,7 +181,7 @@ def install(environ: Mapping[str, str]) -> None:
                 state.providers.append(provider)
     state.installed = True
 
-    from floe_otel_distro import lifecycle, propagation
+    from floe_otel_distro import propagation
 
     propagation.attach_startup_context(environ, settings.namespace)
     lifecycle.install(state.providers, settings)

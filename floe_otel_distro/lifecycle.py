@@ -38,11 +38,13 @@ _GRACE_S = 0.2  # after an abort, how long we wait for the worker to notice
 
 _providers: list[Any] = []
 _budget_s = 2.0
-_lock = threading.Lock()
+_lock = threading.RLock()  # re-entrant: a signal handler may run while the main thread holds it
 _done = False
 _handling = False
 _hooks_installed = False
 _fork_hooks_installed = False
+_final_finished = False  # the exit flush + shutdown has completed
+_inflight: tuple[threading.Thread, float, bool] | None = None  # the last flush started: thread, deadline, final
 _program_handlers: dict[int, Any] = {}  # what the program set (or had) for each handled signal
 _original_signal = signal.signal
 _original_getsignal = signal.getsignal
@@ -78,12 +80,15 @@ def flush(budget_s: float | None = None, *, shutdown: bool = False) -> bool:
     held by the interrupted code) cannot hold the caller: when the budget is spent the exporters are
     aborted and the caller goes on. Returns whether everything finished within the budget.
     """
+    global _inflight
     budget = _budget_s if budget_s is None else budget_s
     deadline = time.monotonic() + budget
     worker = threading.Thread(target=_work, args=(shutdown, deadline), name="floe-otel-flush", daemon=True)
+    _inflight = (worker, deadline, shutdown)
     try:
         worker.start()
     except RuntimeError:  # the interpreter is finalizing and refuses new threads: flush inline
+        _inflight = None
         _work(shutdown, deadline)
         return True
     worker.join(budget)
@@ -96,14 +101,43 @@ def flush(budget_s: float | None = None, *, shutdown: bool = False) -> bool:
     return False
 
 
+def wait_for_inflight_flush() -> None:
+    """If a flush is under way (e.g. the exit flush, interrupted by SIGTERM), wait for it, within its budget."""
+    inflight = _inflight
+    if inflight is None or inflight[0] is threading.current_thread():
+        return
+    worker, deadline, _final = inflight
+    worker.join(max(deadline - time.monotonic(), 0.0) + _GRACE_S)
+
+
 def flush_and_shutdown(budget_s: float | None = None) -> None:
     """Flush and shut down every provider within the budget (once per process)."""
-    global _done
+    global _done, _final_finished
     with _lock:
         if _done:
             return
         _done = True
     flush(budget_s, shutdown=True)
+    _final_finished = True
+
+
+def _finish_interrupted_exit_flush() -> None:
+    """In a signal handler: make sure the exit flush completes before the process dies of the signal.
+
+    The handler runs on the main thread, possibly in the middle of ``flush_and_shutdown``: either its
+    helper thread is running (wait for it, within its budget) or it was interrupted before starting
+    one (do the flush here).
+    """
+    if not _done:
+        flush_and_shutdown()
+        return
+    if _final_finished:
+        return
+    inflight = _inflight
+    if inflight is not None and inflight[2] and inflight[0].ident is not None:
+        wait_for_inflight_flush()
+    else:
+        flush(shutdown=True)
 
 
 # --- signals ---------------------------------------------------------------------------------------
@@ -123,7 +157,9 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
         if handler == signal.SIG_IGN:
             return
         if not nested:
-            flush_and_shutdown()
+            # A SIGTERM that lands while the exit flush runs (multiprocessing's Pool.terminate()
+            # does this to workers on their way out) must not cut it short.
+            _finish_interrupted_exit_flush()
     finally:
         _handling = nested
     # Default disposition: die of the signal, as without us (returncode -15, shell status 143).
@@ -198,12 +234,27 @@ def uninstall_signal_handlers() -> None:
 
 
 # --- fork ------------------------------------------------------------------------------------------
+def prepare_for_fork() -> None:
+    """Call before the providers are built: makes the SDK's own after-fork hooks safe.
+
+    The SDK's providers re-detect their resource after a fork with a ``ThreadPoolExecutor``, whose
+    module holds ``_global_shutdown_lock`` across ``fork()`` and re-initialises it in its own
+    after-fork hook. ``os.register_at_fork`` runs child hooks in registration order, so if
+    ``concurrent.futures.thread`` is first imported *after* a provider exists, the provider's hook
+    waits forever for that lock in every forked child (gunicorn workers never boot). Importing it
+    first (~1 ms) puts its re-init ahead of the SDK's hooks.
+    """
+    import concurrent.futures.thread  # noqa: F401
+
+
 def _after_fork_in_child() -> None:
     """Runs in every forked child, after the SDK's own fork hooks (registration order)."""
-    global _lock, _done, _handling
-    _lock = threading.Lock()
+    global _lock, _done, _handling, _inflight, _final_finished
+    _lock = threading.RLock()
     _done = False
+    _final_finished = False
     _handling = False
+    _inflight = None
     try:
         from opentelemetry.sdk.resources import Resource
 
@@ -261,8 +312,10 @@ def install(providers: list[Any], settings: FloeSettings) -> None:
 
 
 def _reset_for_tests(hook: Callable[[], None] | None = None) -> None:
-    global _done, _handling
+    global _done, _handling, _final_finished, _inflight
     _done = False
+    _final_finished = False
+    _inflight = None
     _handling = False
     _providers.clear()
     uninstall_signal_handlers()
