@@ -31,6 +31,7 @@ from opentelemetry import context, trace
 from opentelemetry._logs import SeverityNumber
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 
+from floe_otel_distro import log_handler
 from floe_otel_distro.instrumentation._import_hooks import when_imported
 
 _log = logging.getLogger(__name__)
@@ -251,9 +252,12 @@ class LogCorrelationInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         _state.factory = factory
         logging.setLogRecordFactory(factory)
         when_imported("structlog", _patch_structlog)
+        # the app's basicConfig()/dictConfig() must still take effect with our OTel handler on the root logger
+        log_handler.keep_handler_attached()
 
     def _uninstrument(self, **kwargs: Any) -> None:
         _state.active = False
+        log_handler.release_handler()
         current = logging.getLogRecordFactory()
         if _state.factory is not None and current is _state.factory:
             logging.setLogRecordFactory(_state.factory.__floe_original__)  # type: ignore[attr-defined]
