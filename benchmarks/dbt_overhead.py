@@ -2,9 +2,11 @@
 
 Builds the generated bench project (benchmarks/make_dbt_project.py: ≥ 20 models + tests, all green,
 threads: 4) with dbt-duckdb, exporting OTLP/http to a real collector (tests/support/collector.py). Runs are
-interleaved round by round (plain, prod, full, plain, …) so machine noise hits all variants alike:
+interleaved round by round (plain, distro, prod, full, …) so machine noise hits all variants alike:
 
 * ``plain``  - ``dbt build`` with no OTel at all (the baseline);
+* ``distro`` - ``opentelemetry-instrument dbt build``, FLOE_MODE=prod, but the dbt instrumentor disabled
+  (OTEL_PYTHON_DISABLED_INSTRUMENTATIONS=floe_dbt): the distro's fixed start-up/shutdown cost alone;
 * ``prod``   - ``opentelemetry-instrument dbt build`` with FLOE_MODE=prod (10 % trace sampling, metrics on);
 * ``full``   - the same at 100 % sampling (OTEL_TRACES_SAMPLER=parentbased_always_on).
 
@@ -70,7 +72,13 @@ def main() -> int:
             full = {**base, "OTEL_TRACES_SAMPLER": "parentbased_always_on"}
             dbt = [str(BIN / "dbt"), "build", "--profiles-dir", str(project)]
             instrumented = [str(BIN / "opentelemetry-instrument"), *dbt]
-            variants = {"plain": (dbt, plain), "prod": (instrumented, base), "full": (instrumented, full)}
+            distro = {**base, "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "floe_dbt"}
+            variants = {
+                "plain": (dbt, plain),
+                "distro": (instrumented, distro),
+                "prod": (instrumented, base),
+                "full": (instrumented, full),
+            }
 
             _run(dbt, plain, project)  # warm-up: OS caches, partial-parse file, DuckDB file
             _run(instrumented, full, project)
@@ -104,6 +112,8 @@ def main() -> int:
             f"{cpu_med:>13.3f} {cpu_over:>+8.1f}%"
         )
     print(f"collector received {spans} spans ({nodes} dbt node spans)")
+    dbt_only = (statistics.median(cpu["prod"]) - statistics.median(cpu["distro"])) / base_cpu * 100
+    print(f"dbt instrumentor alone (prod - distro, CPU): {dbt_only:+.1f}%")
     ok = overhead["prod"] < args.target
     print(f"prod overhead {overhead['prod']:+.1f}% (target < {args.target:g}%): {'OK' if ok else 'OVER'}")
     return 0 if ok else 1

@@ -255,8 +255,18 @@ def _dbt_version() -> str | None:
 
 
 def _apply_result(span: Span, result: Any, metrics: PipelineMetrics, unique_id: str) -> None:
-    """Copy a RunResult onto its node span, set the status, and record the node metrics."""
+    """Record the node metrics for a RunResult and, if the span is sampled, describe it on the span."""
     status = _text(getattr(result, "status", "unknown"))
+    error_type = _FAILED_STATUSES.get(status)
+    if error_type is not None:
+        metrics.record_error(COMPONENT, error_type)
+    metrics.record_materialization(COMPONENT, unique_id, status)
+    if span.is_recording():
+        _describe_result(span, result, status, error_type)
+
+
+def _describe_result(span: Span, result: Any, status: str, error_type: str | None) -> None:
+    """Copy a RunResult onto its node span and set the span status."""
     span.set_attribute(NODE_STATUS, status)
     thread_id = getattr(result, "thread_id", None)
     if thread_id:
@@ -288,7 +298,6 @@ def _apply_result(span: Span, result: Any, metrics: PipelineMetrics, unique_id: 
         span.set_attribute(NODE_SKIPPED, True)
         if message:  # e.g. skipped because an upstream ephemeral model failed
             span.set_attribute(NODE_MESSAGE, str(message))
-    error_type = _FAILED_STATUSES.get(status)
     if error_type is not None:
         description = str(message) if message else f"dbt node {status}"
         span.set_status(Status(StatusCode.ERROR, description))
@@ -296,8 +305,6 @@ def _apply_result(span: Span, result: Any, metrics: PipelineMetrics, unique_id: 
             "exception",
             {"exception.type": error_type, "exception.message": description, "exception.escaped": False},
         )
-        metrics.record_error(COMPONENT, error_type)
-    metrics.record_materialization(COMPONENT, unique_id, status)
 
 
 def _node_begin(task: Any, runner: Any) -> _NodeRun | None:

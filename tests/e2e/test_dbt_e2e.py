@@ -53,7 +53,7 @@ def test_dbt_build_reaches_the_collector(collector: Collector, tmp_path: Path) -
     assert code == 1, output  # the jaffle project has exactly one failing data test
     results = json.loads((project / "target" / "run_results.json").read_text())
     unique_ids = {r["unique_id"] for r in results["results"]}
-    assert len(unique_ids) == 22
+    assert len(unique_ids) == 24
 
     def complete(c: Collector) -> bool:
         names = {s["name"] for s in c.spans()}
@@ -74,9 +74,7 @@ def test_dbt_build_reaches_the_collector(collector: Collector, tmp_path: Path) -
     assert a["dbt.invocation_id"] == results["metadata"]["invocation_id"]
     assert inv["status"].get("code") == ERROR
 
-    nodes = {
-        s["attributes"]["dbt.node.unique_id"]: s for s in spans if "dbt.node.unique_id" in s["attributes"]
-    }
+    nodes = {s["attributes"]["dbt.node.unique_id"]: s for s in spans if "dbt.node.unique_id" in s["attributes"]}
     assert set(nodes) == unique_ids
     assert len(spans) == len(unique_ids) + 1  # no duplicates
     assert {s["trace_id"] for s in spans} == {inv["trace_id"]}
@@ -109,8 +107,7 @@ def test_dbt_build_reaches_the_collector(collector: Collector, tmp_path: Path) -
     ]
     assert int(runs[0]["count"]) == 1
     mats = {
-        p["attributes"]["floe.asset.key"]: p["attributes"]
-        for p in _points(collector, "floe.pipeline.materializations")
+        p["attributes"]["floe.asset.key"]: p["attributes"] for p in _points(collector, "floe.pipeline.materializations")
     }
     assert set(mats) == unique_ids
     assert mats["model.jaffle.customer_revenue"]["floe.materialization.status"] == "skipped"
@@ -135,14 +132,18 @@ def test_dbt_seed_success_joins_traceparent(collector: Collector, tmp_path: Path
         TRACEPARENT=f"00-{trace_id}-00f067aa0ba902b7-01",
     )
     assert code == 0, output
-    assert collector.wait_for(lambda c: sum(s["name"].startswith("dbt.seed ") for s in c.spans()) == 3)
+    assert collector.wait_for(lambda c: "dbt seed" in {s["name"] for s in c.spans()})  # ends last
     spans = [s for s in collector.spans() if s["scope"] == "floe_otel_distro.instrumentation.dbt"]
     (inv,) = [s for s in spans if s["name"] == "dbt seed"]
     assert inv["trace_id"] == trace_id
     assert inv["parent_span_id"] == "00f067aa0ba902b7"
     assert inv["attributes"]["dbt.success"] is True
     assert inv["status"].get("code", 0) == 0
-    assert len({s["attributes"].get("dbt.node.thread") for s in spans if s is not inv}) == 1
+    seeds = [s for s in spans if s["name"].startswith("dbt.seed ")]
+    assert len(seeds) == 3
+    assert len({s["attributes"]["dbt.node.thread"] for s in seeds}) == 1  # --threads 1
+    hooks = {s["attributes"]["dbt.node.unique_id"] for s in spans if s["name"].startswith("dbt.operation ")}
+    assert hooks == {"operation.jaffle.jaffle-on-run-start-0", "operation.jaffle.jaffle-on-run-end-0"}
     for s in spans:
         if s is not inv:
             assert s["parent_span_id"] == inv["span_id"]

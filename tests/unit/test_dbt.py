@@ -10,6 +10,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -107,9 +108,7 @@ def invoke_dbt(
             os.environ.pop("JAFFLE_DUCKDB_PATH", None)
         else:
             os.environ["JAFFLE_DUCKDB_PATH"] = old_env
-    return DbtRun(
-        project, res.success, res.exception, list(exporter.get_finished_spans()), metric_points(reader)
-    )
+    return DbtRun(project, res.success, res.exception, list(exporter.get_finished_spans()), metric_points(reader))
 
 
 @pytest.fixture(scope="module")
@@ -162,7 +161,7 @@ def test_invocation_span_attributes(build: DbtRun) -> None:
 def test_every_run_result_has_a_child_span(build: DbtRun) -> None:
     """Every unique_id in run_results.json has exactly one node span, parented by the invocation span."""
     results = build.run_results()
-    assert len(results) == 22
+    assert len(results) == 24
     nodes = build.nodes
     assert set(nodes) == {r["unique_id"] for r in results}
     inv = build.invocation
@@ -170,6 +169,24 @@ def test_every_run_result_has_a_child_span(build: DbtRun) -> None:
         assert span.parent is not None, uid
         assert span.parent.span_id == inv.context.span_id, uid
     assert len(build.spans) == len(results) + 1
+
+
+def test_hook_operations_get_spans_from_their_timing(build: DbtRun) -> None:
+    """on-run-start/end hooks (reported outside the node runner) get spans timed from their RunResult."""
+    hooks = {uid: s for uid, s in build.nodes.items() if uid.startswith("operation.")}
+    assert set(hooks) == {"operation.jaffle.jaffle-on-run-start-0", "operation.jaffle.jaffle-on-run-end-0"}
+    by_id = {r["unique_id"]: r for r in build.run_results()}
+    for uid, span in hooks.items():
+        assert span.name == f"dbt.operation {uid.split('.')[-1]}"
+        assert span.attributes["dbt.node.status"] == "success"  # type: ignore[index]
+        assert span.parent is not None and span.parent.span_id == build.invocation.context.span_id
+        started = min(t["started_at"] for t in by_id[uid]["timing"])
+        assert span.start_time is not None
+        expected = datetime.fromisoformat(started.replace("Z", "+00:00")).timestamp()
+        assert abs(span.start_time / 1e9 - expected) < 0.001
+    start = hooks["operation.jaffle.jaffle-on-run-start-0"]
+    first_node = min(s.start_time for uid, s in build.nodes.items() if uid not in hooks)  # type: ignore[type-var]
+    assert start.end_time is not None and start.end_time <= first_node
 
 
 def test_one_trace_id(build: DbtRun) -> None:
@@ -180,7 +197,11 @@ def test_one_trace_id(build: DbtRun) -> None:
 def test_nodes_ran_on_several_threads_within_the_invocation(build: DbtRun) -> None:
     """With threads: 4 the nodes ran on several worker threads, each span inside the invocation's time."""
     inv = build.invocation
-    threads = {s.attributes["dbt.node.thread"] for s in build.nodes.values()}  # type: ignore[index]
+    threads = {
+        s.attributes["dbt.node.thread"]  # type: ignore[index]
+        for uid, s in build.nodes.items()
+        if not uid.startswith("operation.")  # project hooks run on the main thread
+    }
     assert len(threads) >= 2, threads
     assert all("worker" in str(t) for t in threads)
     for span in build.nodes.values():
@@ -206,10 +227,7 @@ def test_node_span_attributes(build: DbtRun) -> None:
     assert a["dbt.node.materialization"] == "seed"
     assert a["dbt.node.status"] == "success"
     assert a["dbt.node.rows_affected"] == 6
-    assert (
-        json.loads(str(a["dbt.node.adapter_response"]))
-        == by_id["seed.jaffle.raw_customers"]["adapter_response"]
-    )
+    assert json.loads(str(a["dbt.node.adapter_response"])) == by_id["seed.jaffle.raw_customers"]["adapter_response"]
     assert a["dbt.node.thread"] == by_id["seed.jaffle.raw_customers"]["thread_id"]
     assert a["dbt.node.execution_time"] == pytest.approx(by_id["seed.jaffle.raw_customers"]["execution_time"])
 
@@ -271,9 +289,7 @@ def test_pipeline_metrics(build: DbtRun) -> None:
         for a, v in build.metrics["floe.pipeline.materializations"]
     }
     assert mats == {r["unique_id"]: (r["status"], 1) for r in build.run_results()}
-    assert all(
-        a["floe.pipeline.component"] == "dbt" for a, _ in build.metrics["floe.pipeline.materializations"]
-    )
+    assert all(a["floe.pipeline.component"] == "dbt" for a, _ in build.metrics["floe.pipeline.materializations"])
 
     assert build.metrics["floe.pipeline.errors"] == [
         ({"floe.pipeline.component": "dbt", "error.type": "dbt.test_failure"}, 1)
@@ -284,9 +300,7 @@ def test_cli_entry_point_is_traced(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     """The `dbt` console script path (cli() → cli.main → cli.invoke) gets the same spans as dbtRunner."""
     project = copy_project(tmp_path)
     monkeypatch.setenv("JAFFLE_DUCKDB_PATH", str(project / "jaffle.duckdb"))
-    monkeypatch.setattr(
-        sys, "argv", ["dbt", "seed", "--project-dir", str(project), "--profiles-dir", str(project)]
-    )
+    monkeypatch.setattr(sys, "argv", ["dbt", "seed", "--project-dir", str(project), "--profiles-dir", str(project)])
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
@@ -308,9 +322,7 @@ def test_cli_entry_point_is_traced(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert inv.status.status_code is StatusCode.UNSET
     seeds = {s.attributes["dbt.node.unique_id"] for s in spans if s.name.startswith("dbt.seed ")}  # type: ignore[index]
     assert seeds == {"seed.jaffle.raw_customers", "seed.jaffle.raw_orders", "seed.jaffle.raw_payments"}
-    assert all(
-        s.parent is not None and s.parent.span_id == inv.context.span_id for s in spans if s is not inv
-    )
+    assert all(s.parent is not None and s.parent.span_id == inv.context.span_id for s in spans if s is not inv)
     runs = metric_points(reader)["floe.pipeline.run.duration"]
     assert [a["floe.pipeline.status"] for a, _ in runs] == ["success"]
 
@@ -350,7 +362,7 @@ def test_broken_telemetry_never_breaks_dbt(tmp_path: Path) -> None:
     assert run.success is True
     assert run.exception is None
     assert {r["status"] for r in run.run_results()} == {"success"}
-    assert len(run.run_results()) == 3
+    assert len(run.run_results()) == 5  # 3 seeds + on-run-start/end hooks
 
 
 def test_uninstrument_restores_dbt() -> None:
@@ -381,9 +393,7 @@ def test_instrument_does_not_import_dbt() -> None:
         "assert hasattr(r.GraphRunnableTask.call_runner, '_floe_otel_wrapped')\n"
         "print('ok')\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120
-    )
+    out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
 
