@@ -221,6 +221,12 @@ def otlp_exporter(signal: str, settings: FloeSettings) -> _Lazy:
 
     def build() -> Any:
         _quiet_upstream_retry_logs()
+        # Modules requests/urllib3 would otherwise import lazily during the first export: an import in
+        # flight on the batch thread when the process forks leaves that module's import lock held in
+        # the child forever (its own exports then hang). Importing them here, under the lock that
+        # ``before_fork`` waits for, closes that window.
+        import encodings.idna  # noqa: F401
+        import netrc  # noqa: F401
         if grpc:
             insecure = endpoint.startswith("http://")
             if signal == "traces":
@@ -304,9 +310,32 @@ def abort_unreachable(timeout_s: float) -> int:
     return aborted
 
 
+_held_across_fork: list[threading.Lock] = []
+
+
+def before_fork() -> None:
+    """``os.register_at_fork(before=...)``: wait until no exporter is being built (bounded, 5 s).
+
+    Building imports the OTLP stack on a batch thread; a fork in the middle of that import would leave
+    the child with a module import lock owned by a thread that does not exist there, and the child's
+    own first export would wait for it forever (seen with gunicorn recycling workers).
+    """
+    for exporter in list(_live):
+        lock = exporter._lock
+        if lock.acquire(timeout=5):
+            _held_across_fork.append(lock)
+
+
+def after_fork_in_parent() -> None:
+    """``os.register_at_fork(after_in_parent=...)``: release what ``before_fork`` took."""
+    while _held_across_fork:
+        _held_across_fork.pop().release()
+
+
 def reset_after_fork() -> None:
     """In a forked child: forget the parent's exporter connections and locks (see ``lifecycle``)."""
     global _warn_lock
     _warn_lock = threading.Lock()
+    _held_across_fork.clear()  # the child's exporters get new locks below
     for exporter in list(_live):
         exporter._after_fork_in_child()

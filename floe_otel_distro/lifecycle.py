@@ -96,6 +96,12 @@ def flush(budget_s: float | None = None, *, shutdown: bool = False) -> bool:
         return True
     from floe_otel_distro.exporters import abort_all
 
+    if os.environ.get("FLOE_DEBUG_LIFECYCLE"):
+        import faulthandler
+        import sys
+
+        sys.stderr.write(f"floe-otel debug: flush budget exceeded in pid {os.getpid()}\n")
+        faulthandler.dump_traceback(all_threads=True)
     abort_all()
     worker.join(_GRACE_S)
     return False
@@ -305,7 +311,10 @@ def install(providers: list[Any], settings: FloeSettings) -> None:
         return
     _fork_hooks_installed = True
     if hasattr(os, "register_at_fork"):
-        os.register_at_fork(after_in_child=_after_fork_in_child)
+        from floe_otel_distro import exporters
+
+        os.register_at_fork(before=exporters.before_fork, after_in_parent=exporters.after_fork_in_parent,
+                            after_in_child=_after_fork_in_child)
     from floe_otel_distro.instrumentation._import_hooks import when_imported
 
     when_imported("multiprocessing.util", _watch_multiprocessing)
