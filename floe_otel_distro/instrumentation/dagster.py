@@ -68,6 +68,7 @@ PARTITION_TAG = "dagster/partition"
 CARRIER_ATTRIBUTE = "_floe_otel_carrier"
 _ORIGINAL = "__floe_otel_original__"
 _FLUSH_TIMEOUT_MILLIS = 5000
+_FLUSH_TIMEOUT_S = 5.0
 
 _API = "dagster._core.execution.api"
 _EXECUTE_PLAN = "dagster._core.execution.plan.execute_plan"
@@ -322,10 +323,7 @@ class _RunTracker(_Tracker):
             data = getattr(event, "event_specific_data", None)
             error = getattr(data, "error", None)
             # A step failure is already recorded on its step span; record only run-level errors here.
-            if (
-                error is not None
-                and getattr(getattr(data, "failure_reason", None), "name", "") != "STEP_FAILURE"
-            ):
+            if error is not None and getattr(getattr(data, "failure_reason", None), "name", "") != "STEP_FAILURE":
                 _record_error_info(self.span, error)
                 self.exception_recorded = True
             self.span.set_status(Status(StatusCode.ERROR, str(getattr(event, "message", "") or "run failed")))
@@ -341,9 +339,7 @@ class _RunTracker(_Tracker):
         node_handle = getattr(event, "node_handle", None)
         if node_handle is not None:
             attributes[OP_NAME] = str(getattr(node_handle, "name", node_handle))
-        span = self.state.tracer.start_span(
-            f"dagster.step {step_key}", context=self.ctx, attributes=attributes
-        )
+        span = self.state.tracer.start_span(f"dagster.step {step_key}", context=self.ctx, attributes=attributes)
         span.end()
 
     def on_exception(self, exc: BaseException) -> None:
@@ -550,14 +546,23 @@ def _wrap_command_execute(original: Callable[..., Iterator[Any]]) -> Callable[..
 
 
 def _flush() -> None:
-    """Export what this step's child process recorded before multiprocessing ends it."""
+    """Export what this step's child process recorded before multiprocessing ends it (bounded).
+
+    Runs on a daemon helper thread joined for at most ``_FLUSH_TIMEOUT_S``: an exporter that hangs
+    (a dead endpoint, a lock inherited across ``fork``) must never hold up the step's result.
+    """
     state = _state
-    tracer_provider = state.tracer_provider if state else None
-    meter_provider = state.meter_provider if state else None
-    for provider in (
-        tracer_provider or trace.get_tracer_provider(),
-        meter_provider or metrics.get_meter_provider(),
-    ):
-        force_flush = getattr(provider, "force_flush", None)
-        if callable(force_flush):
-            _safely("flushing", force_flush, _FLUSH_TIMEOUT_MILLIS)
+    providers = (
+        (state.tracer_provider if state else None) or trace.get_tracer_provider(),
+        (state.meter_provider if state else None) or metrics.get_meter_provider(),
+    )
+
+    def flush_all() -> None:
+        for provider in providers:
+            force_flush = getattr(provider, "force_flush", None)
+            if callable(force_flush):
+                _safely("flushing", force_flush, _FLUSH_TIMEOUT_MILLIS)
+
+    helper = threading.Thread(target=flush_all, name="floe-otel-dagster-flush", daemon=True)
+    helper.start()
+    helper.join(_FLUSH_TIMEOUT_S)
