@@ -26,9 +26,12 @@ from floe_otel_distro.settings import load_settings
 
 @pytest.fixture(autouse=True)
 def _clean_lifecycle() -> Iterator[None]:
+    saved = {signum: lifecycle._original_getsignal(signum) for signum in lifecycle.HANDLED_SIGNALS}
     lifecycle._reset_for_tests()
     yield
     lifecycle._reset_for_tests()
+    for signum, handler in saved.items():  # e.g. a SIG_IGN set here would be inherited by e2e children
+        lifecycle._original_signal(signum, handler)
 
 
 def _provider() -> tuple[TracerProvider, InMemorySpanExporter]:
