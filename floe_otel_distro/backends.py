@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.metrics.export import MetricExporter
     from opentelemetry.sdk.trace.export import SpanExporter
 
-    from floe_otel_distro.settings import FloeSettings
+    from floe_otel_distro._settings_core import SettingsView
 
 FLOE_API_VERSION = "1.0"
 ENTRY_POINT_GROUP = "floe.telemetry_backends"
@@ -49,7 +49,7 @@ class TelemetryBackendPlugin(ABC):
 
     metadata: ClassVar[PluginMetadata]
 
-    def __init__(self, settings: FloeSettings) -> None:
+    def __init__(self, settings: SettingsView) -> None:
         self.settings = settings
         self.config: dict[str, Any] = dict(settings.backend_config)
 
@@ -133,7 +133,7 @@ def check_api_version(meta: PluginMetadata) -> None:
         )
 
 
-def load_backend(settings: FloeSettings, source: str = "FLOE_TELEMETRY_BACKEND") -> TelemetryBackendPlugin:
+def load_backend(settings: SettingsView, source: str = "FLOE_TELEMETRY_BACKEND") -> TelemetryBackendPlugin:
     """Find, check and instantiate the selected plugin."""
     name = settings.backend_name
     eps = _entry_points()

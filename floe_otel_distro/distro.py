@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import MutableMapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry.instrumentation.distro import BaseDistro  # type: ignore[attr-defined]
 
 from floe_otel_distro import _state
 from floe_otel_distro.errors import ConfigError, report, strict_from_env
+
+if TYPE_CHECKING:
+    from floe_otel_distro._settings_core import ResolvedSettings
 
 # Defaults set with setdefault only: the user's environment always wins.
 ENV_DEFAULTS = {
@@ -32,6 +35,20 @@ def set_env_defaults(environ: MutableMapping[str, str]) -> None:
         environ.setdefault(key, value)
 
 
+def resolve_settings(environ: MutableMapping[str, str]) -> ResolvedSettings:
+    """The start-up cache's copy of the validated settings when inputs are unchanged, else the model's."""
+    from floe_otel_distro import settings_cache
+
+    cached = settings_cache.load(environ)
+    if cached is not None:
+        return cached
+    from floe_otel_distro.settings import load_settings
+
+    resolved = load_settings(environ)
+    settings_cache.store(environ, resolved)
+    return resolved
+
+
 def load_state(environ: MutableMapping[str, str]) -> None:
     """Resolve settings and the backend plugin into ``_state.STATE`` (fail-open / strict)."""
     state = _state.STATE
@@ -41,10 +58,8 @@ def load_state(environ: MutableMapping[str, str]) -> None:
     if sdk_disabled(environ):
         state.disabled_reason = "OTEL_SDK_DISABLED=true"
         return
-    from floe_otel_distro.settings import load_settings
-
     try:
-        state.resolved = load_settings(environ)
+        state.resolved = resolve_settings(environ)
         settings = state.resolved.settings
         if not settings.telemetry_active:
             state.disabled_reason = f"disabled by {state.resolved.source_of('enabled')}"

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from opentelemetry.sdk._logs import ReadableLogRecord
     from opentelemetry.sdk.trace import ReadableSpan
 
-    from floe_otel_distro.settings import FloeSettings
+    from floe_otel_distro._settings_core import SettingsView
 
 _live: weakref.WeakSet[_Lazy] = weakref.WeakSet()
 _WARN_EVERY_S = 60.0
@@ -186,6 +186,8 @@ class LazyMetricExporter(_Lazy, MetricExporter):
         MetricExporter.__init__(self, preferred_temporality=temporality)
 
     def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
+        if not any(sm.metrics for rm in metrics_data.resource_metrics for sm in rm.scope_metrics):
+            return MetricExportResult.SUCCESS  # nothing measured: no request, no OTLP import
         if self._aborted:
             return MetricExportResult.FAILURE
         inner = self._get()
@@ -211,7 +213,7 @@ def _quiet_upstream_retry_logs() -> None:
         logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
-def otlp_exporter(signal: str, settings: FloeSettings) -> _Lazy:
+def otlp_exporter(signal: str, settings: SettingsView) -> _Lazy:
     """A lazy OTLP exporter for ``signal`` built from ``settings`` (protocol, endpoint, headers)."""
     endpoint = settings.signal_endpoint(signal)
     headers = settings.export_headers() or None

@@ -30,7 +30,7 @@ from collections.abc import Callable
 from types import FrameType, ModuleType
 from typing import Any
 
-from floe_otel_distro.settings import FloeSettings
+from floe_otel_distro._settings_core import SettingsView
 
 HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 PROBE_TIMEOUT_S = 0.5  # at most this much of the budget goes to finding out that the collector is down
@@ -298,7 +298,7 @@ def _watch_multiprocessing(module: ModuleType) -> None:
 _install_pid = os.getpid()
 
 
-def install(providers: list[Any], settings: FloeSettings) -> None:
+def install(providers: list[Any], settings: SettingsView) -> None:
     """Register exit, signal and fork hooks for ``providers``."""
     global _budget_s, _install_pid, _fork_hooks_installed
     _providers[:] = providers

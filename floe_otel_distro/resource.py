@@ -17,7 +17,7 @@ from urllib.parse import unquote
 
 from opentelemetry.sdk.resources import Resource
 
-from floe_otel_distro.settings import FloeSettings
+from floe_otel_distro._settings_core import SettingsView
 
 DISTRO_NAME = "floe-otel-distro"
 
@@ -52,7 +52,7 @@ def process_attributes() -> dict[str, str | int]:
     }
 
 
-def resource_attributes(settings: FloeSettings, environ: Mapping[str, str]) -> dict[str, str | int]:
+def resource_attributes(settings: SettingsView, environ: Mapping[str, str]) -> dict[str, str | int]:
     """Every attribute of the resource, precedence applied (see module docstring)."""
     from opentelemetry.sdk.version import __version__ as sdk_version
 
@@ -83,6 +83,6 @@ def resource_attributes(settings: FloeSettings, environ: Mapping[str, str]) -> d
     return attrs
 
 
-def build_resource(settings: FloeSettings, environ: Mapping[str, str]) -> Resource:
+def build_resource(settings: SettingsView, environ: Mapping[str, str]) -> Resource:
     """The SDK Resource for this process."""
     return Resource(resource_attributes(settings, environ))

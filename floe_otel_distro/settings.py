@@ -13,45 +13,44 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from contextvars import ContextVar
-from enum import Enum
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
+from floe_otel_distro._settings_core import (
+    MODE_BACKEND,
+    MODE_SAMPLING,
+    SAMPLERS,
+    SECRET_FIELDS,
+    SIGNALS,
+    Mode,
+    ResolvedSettings,
+    SettingsView,
+    parse_headers,
+)
 from floe_otel_distro.errors import ConfigError, redact_url
 
-__all__ = ["FloeSettings", "Mode", "ResolvedSettings", "load_settings"]
-
-
-class Mode(str, Enum):
-    """floe's deployment mode; it picks the sampling ratio and default backend."""
-
-    dev = "dev"
-    staging = "staging"
-    prod = "prod"
-
-
-MODE_SAMPLING: dict[Mode, float] = {Mode.dev: 1.0, Mode.staging: 0.5, Mode.prod: 0.1}
-MODE_BACKEND: dict[Mode, str] = {Mode.dev: "console", Mode.staging: "otlp", Mode.prod: "otlp"}
-SAMPLERS = (
-    "always_on",
-    "always_off",
-    "traceidratio",
-    "parentbased_always_on",
-    "parentbased_always_off",
-    "parentbased_traceidratio",
-)
-SIGNALS = ("traces", "metrics", "logs")
+__all__ = [
+    "MODE_BACKEND",
+    "MODE_SAMPLING",
+    "SAMPLERS",
+    "SIGNALS",
+    "FloeSettings",
+    "Mode",
+    "ResolvedSettings",
+    "load_settings",
+    "parse_headers",
+]
 
 
 def _alias(*names: str) -> Any:
     return AliasChoices(*names)
 
 
-class FloeSettings(BaseSettings):
+class FloeSettings(BaseSettings, SettingsView):
     """Effective telemetry settings. Field docs are the reference; ``docs/configuration.md`` mirrors them."""
 
     model_config = SettingsConfigDict(case_sensitive=True, extra="ignore", populate_by_name=True, env_ignore_empty=True)
@@ -72,6 +71,8 @@ class FloeSettings(BaseSettings):
     strict: bool = Field(False, validation_alias=_alias("FLOE_OTEL_STRICT", "strict"))
     sdk_disabled: bool = Field(False, validation_alias=_alias("OTEL_SDK_DISABLED", "sdk_disabled"))
     enabled: bool = Field(True, validation_alias=_alias("FLOE_OTEL_ENABLED", "enabled"))
+    settings_cache: bool = Field(True, validation_alias=_alias("FLOE_SETTINGS_CACHE"))  # read early by settings_cache
+    settings_cache_dir: Path | None = Field(None, validation_alias=_alias("FLOE_SETTINGS_CACHE_DIR"))
 
     # --- backend ---------------------------------------------------------------------------------
     telemetry_backend: str | None = Field(None, validation_alias=_alias("FLOE_TELEMETRY_BACKEND", "telemetry_backend"))
@@ -210,85 +211,6 @@ class FloeSettings(BaseSettings):
             raise ValueError(msg)
         return value
 
-    # --- derived values (mode defaults live here, so every reader agrees) --------------------------
-    @property
-    def backend_name(self) -> str:
-        """The selected backend plugin name (mode default when unset)."""
-        return self.telemetry_backend or MODE_BACKEND[self.mode]
-
-    @property
-    def effective_sampling_ratio(self) -> float:
-        """Ratio for the default parent-based sampler: OTEL arg → FLOE/manifest ratio → mode default."""
-        if self.sampler_arg is not None and self.sampler in (None, "traceidratio", "parentbased_traceidratio"):
-            return float(self.sampler_arg)
-        if self.sampling_ratio is not None:
-            return self.sampling_ratio
-        return MODE_SAMPLING[self.mode]
-
-    @property
-    def effective_service_name(self) -> str:
-        """``OTEL_SERVICE_NAME`` → product name → ``unknown_service``."""
-        return self.service_name or self.product_name or "unknown_service"
-
-    @property
-    def telemetry_active(self) -> bool:
-        """False when the SDK is disabled or telemetry is switched off: then nothing is installed."""
-        return self.enabled and not self.sdk_disabled
-
-    def signal_enabled(self, signal: str) -> bool:
-        """Whether ``signal`` (traces|metrics|logs) is on: FLOE_*_ENABLED and OTEL_*_EXPORTER!=none."""
-        exporter = getattr(self, f"{signal}_exporter")
-        if exporter is not None and exporter.strip().lower() == "none":
-            return False
-        return bool(getattr(self, f"{signal}_enabled"))
-
-    def signal_endpoint(self, signal: str) -> str:
-        """Full OTLP URL for ``signal``: the per-signal OTEL var, else the base endpoint (+ path for HTTP)."""
-        explicit: str | None = getattr(self, f"{signal}_endpoint")
-        if explicit:
-            return explicit
-        grpc = self.protocol == "grpc"
-        base = self.endpoint or ("http://localhost:4317" if grpc else "http://localhost:4318")
-        return base if grpc else base.rstrip("/") + f"/v1/{signal}"
-
-    def export_headers(self) -> dict[str, str]:
-        """OTLP headers: ``OTEL_EXPORTER_OTLP_HEADERS`` plus the mounted secret file, parsed (values secret)."""
-        out: dict[str, str] = {}
-        if self.headers_file is not None:
-            try:
-                text = self.headers_file.read_text()
-            except OSError as exc:
-                fix = f"cannot read the file ({exc.strerror}); fix the path"
-                raise ConfigError("FLOE_OTLP_HEADERS_FILE", str(self.headers_file), fix) from None
-            out.update(parse_headers(text, source="FLOE_OTLP_HEADERS_FILE"))
-        if self.headers is not None:
-            out.update(parse_headers(self.headers.get_secret_value(), source="OTEL_EXPORTER_OTLP_HEADERS"))
-        return out
-
-    def floe_attributes(self) -> dict[str, str]:
-        """The four floe attributes, on the resource and on every span."""
-        return {
-            "floe.namespace": self.namespace or "default",
-            "floe.product.name": self.product_name or self.effective_service_name,
-            "floe.product.version": self.product_version or "unknown",
-            "floe.mode": self.mode.value,
-        }
-
-
-def parse_headers(text: str, source: str) -> dict[str, str]:
-    """Parse ``k=v,k2=v2`` (W3C-baggage-like, URL-encoded; newlines also separate)."""
-    out: dict[str, str] = {}
-    for raw in text.replace("\n", ",").split(","):
-        item = raw.strip()
-        if not item:
-            continue
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            # never echo the value: it is a secret
-            raise ConfigError(source, "<redacted>", "headers must look like 'name=value,name2=value2'", secret=True)
-        out[unquote(key.strip()).lower()] = unquote(value.strip())
-    return out
-
 
 # ------------------------------------------------------------------------------------------------
 # Sources
@@ -318,18 +240,6 @@ class _Settings(FloeSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # env beats YAML (passed as init values); no dotenv, no secrets dir.
         return (_MappingEnvSource(settings_cls), init_settings)
-
-
-class ResolvedSettings:
-    """The validated settings and, per field, where its value came from."""
-
-    def __init__(self, settings: FloeSettings, sources: dict[str, str]) -> None:
-        self.settings = settings
-        self.sources = sources
-
-    def source_of(self, field: str) -> str:
-        """``env:NAME``, ``spec:<path> key``, ``manifest:<path> key`` or ``default``."""
-        return self.sources.get(field, "default")
 
 
 # YAML → field mapping: (path in the document, field)
@@ -467,7 +377,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> ResolvedSettings:
     return ResolvedSettings(settings, sources)
 
 
-_SECRET_FIELDS = {"headers"}
+_SECRET_FIELDS = SECRET_FIELDS
 
 
 def _config_error(
