@@ -54,6 +54,7 @@ JOB_NAME = "dagster.job.name"
 STEP_KEY = "dagster.step.key"
 OP_NAME = "dagster.op.name"
 ASSET_KEY = "dagster.asset.key"
+ASSET_KEYS = "dagster.asset.keys"
 PARTITION = "dagster.partition"
 STATUS = "dagster.status"
 
@@ -408,7 +409,23 @@ class _StepTracker(_Tracker):
         except Exception:
             self.expected = []
         self.open_assets: dict[str, Span] = {}
-        if len(self.expected) == 1:
+        self.group: Span | None = None
+        self.asset_parent_ctx = self.step_ctx
+        if len(self.expected) > 1:
+            # A multi-asset step (e.g. dagster-dbt's @dbt_assets): one `dagster.assets <op>` span covers the
+            # compute, so what it runs (the `dbt build` subprocess) sits under an asset-level span; each
+            # materialization gets its own `dagster.asset <key>` span under it.
+            group_attributes: dict[str, Any] = {**attributes, ASSET_KEYS: list(self.expected)}
+            self.group = state.tracer.start_span(
+                f"dagster.assets {attributes.get(OP_NAME, self.step_key)}",
+                context=self.step_ctx,
+                kind=SpanKind.INTERNAL,
+                attributes=group_attributes,
+                start_time=self.start_ns,
+            )
+            self.asset_parent_ctx = trace.set_span_in_context(self.group, self.step_ctx)
+            self.ctx = self.asset_parent_ctx
+        elif len(self.expected) == 1:
             # A single-asset step: the asset span is current during the compute, so whatever the asset
             # runs (a dbt subprocess, a query) is its child.
             key = self.expected[0]
@@ -425,7 +442,7 @@ class _StepTracker(_Tracker):
             attributes[PARTITION] = self.partition
         return self.state.tracer.start_span(
             f"dagster.asset {key}",
-            context=self.step_ctx,
+            context=self.asset_parent_ctx,
             kind=SpanKind.INTERNAL,
             attributes=attributes,
             start_time=start_ns,
@@ -450,7 +467,7 @@ class _StepTracker(_Tracker):
         span = self.open_assets.pop(key, None)
         if span is None:
             span = self._asset_span(key, self.start_ns)
-        else:
+        elif self.group is None:
             self.ctx = self.step_ctx
         partition = event.partition
         if partition:
@@ -499,6 +516,11 @@ class _StepTracker(_Tracker):
             span.end()
             if status == FAILURE:
                 self.state.metrics.record_materialization(COMPONENT, key, FAILURE)
+        if self.group is not None:
+            self.group.set_attribute(STATUS, status)
+            if status in (FAILURE, UP_FOR_RETRY):
+                self.group.set_status(Status(StatusCode.ERROR, f"step {self.step_key} did not succeed"))
+            self.group.end()
         self.span.set_attribute(STATUS, status)
         self.span.end()
 

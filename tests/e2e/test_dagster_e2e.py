@@ -249,7 +249,8 @@ def _assert_dbt_nodes(
 
 def test_dagster_dbt_assets_one_trace(collector: Collector, tmp_path: Path) -> None:
     """@dbt_assets (one multi-asset step running `dbt build` through DbtCliResource, i.e. a subprocess):
-    run → step → dbt build → every dbt node; one dagster.asset span per materialized dbt asset."""
+    run → step → assets (the multi-asset compute) → dbt build → every dbt node; one dagster.asset span per
+    materialized dbt asset under the same assets span."""
     project = _dbt_project(tmp_path)
     proc = _execute(collector, tmp_path, "dbt_definitions.py", "dbt_job", **_dbt_env(project))
     # the jaffle build has one failing data test: a blocking asset check, so the step and run fail
@@ -258,7 +259,13 @@ def test_dagster_dbt_assets_one_trace(collector: Collector, tmp_path: Path) -> N
     spans, invocation, nodes = _dbt_trace(collector, "dbt_job", project)
     run = _by_name(spans, "dagster.run dbt_job")
     step = _by_name(spans, "dagster.step jaffle_dbt_assets")
-    assert _ancestors(invocation, spans) == ["dagster.step jaffle_dbt_assets", "dagster.run dbt_job"]
+    group = _by_name(spans, "dagster.assets jaffle_dbt_assets")
+    assert _ancestors(invocation, spans) == [
+        "dagster.assets jaffle_dbt_assets",
+        "dagster.step jaffle_dbt_assets",
+        "dagster.run dbt_job",
+    ]
+    assert "orders" in group["attributes"]["dagster.asset.keys"]
     assert (
         len({run["resource"]["process.pid"], step["resource"]["process.pid"], invocation["resource"]["process.pid"]})
         == 3
@@ -267,7 +274,7 @@ def test_dagster_dbt_assets_one_trace(collector: Collector, tmp_path: Path) -> N
 
     assets = {s["attributes"]["dagster.asset.key"]: s for s in spans if s["name"].startswith("dagster.asset ")}
     for model in ("stg_orders", "orders", "customers", "raw_orders", "customers_snapshot"):
-        assert assets[model]["parent_span_id"] == step["span_id"]
+        assert assets[model]["parent_span_id"] == group["span_id"]
         assert assets[model]["attributes"]["dagster.status"] == "success"
     # customer_revenue is skipped by dbt (its upstream test failed): never materialized
     assert assets["customer_revenue"]["attributes"]["dagster.status"] == "failure"

@@ -121,10 +121,13 @@ def test_run_step_and_asset_spans(telemetry: Telemetry) -> None:
         "order_total": "order_stats",
         "order_report": "order_report",
     }
+    group = telemetry.span("dagster.assets order_stats")  # order_stats is a multi-asset step
+    assert group.parent is not None and group.parent.span_id == steps["order_stats"].context.span_id
     for key, span in assets.items():
         step = steps[expected_step[key]]
+        parent = group if expected_step[key] == "order_stats" else step
         assert span.name == f"dagster.asset {key}"
-        assert span.parent is not None and span.parent.span_id == step.context.span_id
+        assert span.parent is not None and span.parent.span_id == parent.context.span_id
         assert span.attributes["dagster.status"] == "success"
         assert span.attributes["dagster.job.name"] == "assets_job"
         assert "dagster.partition" not in span.attributes
@@ -168,7 +171,8 @@ def test_asset_span_is_current_during_compute() -> None:
     assert not trace.get_current_span().get_span_context().is_valid
 
 
-def test_multi_asset_step_span_is_current_during_compute(telemetry: Telemetry) -> None:
+def test_multi_asset_step_group_span_is_current_during_compute(telemetry: Telemetry) -> None:
+    """A multi-asset step: `dagster.assets <op>` (all keys) is current during compute; each asset under it."""
     seen: list[int] = []
     from dagster import AssetOut, Output, multi_asset
 
@@ -180,10 +184,14 @@ def test_multi_asset_step_span_is_current_during_compute(telemetry: Telemetry) -
 
     assert materialize([pair]).success
     step = telemetry.span("dagster.step pair")
-    assert seen == [step.context.span_id]
+    group = telemetry.span("dagster.assets pair")
+    assert group.parent is not None and group.parent.span_id == step.context.span_id
+    assert group.attributes is not None and list(group.attributes["dagster.asset.keys"]) == ["left", "right"]
+    assert group.attributes["dagster.status"] == "success"
+    assert seen == [group.context.span_id]
     for key in ("left", "right"):
         span = telemetry.span(f"dagster.asset {key}")
-        assert span.parent is not None and span.parent.span_id == step.context.span_id
+        assert span.parent is not None and span.parent.span_id == group.context.span_id
 
 
 def test_failing_step_records_error(telemetry: Telemetry) -> None:
