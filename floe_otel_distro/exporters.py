@@ -82,6 +82,20 @@ class _Lazy:
                     self._inner = self._factory()
         return self._inner
 
+    def _send(self, send: Callable[[Any], Any], success: Any, failure: Any) -> Any:
+        """Build the real exporter if needed, call ``send(inner)``, track health; fail fast once aborted."""
+        if self._aborted:
+            return failure
+        inner = self._get()
+        if self._aborted:
+            return failure
+        result = send(inner)
+        if result is success:
+            self.healthy = True
+        elif not self._aborted:
+            self._failed()
+        return result
+
     def _failed(self) -> None:
         self.healthy = False
         _warn_export_failure(self._signal, self._endpoint)
@@ -110,16 +124,9 @@ class LazySpanExporter(_Lazy, SpanExporter):
     """A span exporter that builds the real one on first export."""
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        if self._aborted:
-            return SpanExportResult.FAILURE
-        inner = self._get()
-        if self._aborted:
-            return SpanExportResult.FAILURE
-        result: SpanExportResult = inner.export(spans)
-        if result is SpanExportResult.SUCCESS:
-            self.healthy = True
-        elif not self._aborted:
-            self._failed()
+        result: SpanExportResult = self._send(
+            lambda inner: inner.export(spans), SpanExportResult.SUCCESS, SpanExportResult.FAILURE
+        )
         return result
 
     def shutdown(self) -> None:
@@ -133,16 +140,9 @@ class LazyLogExporter(_Lazy, LogRecordExporter):
     """A log record exporter that builds the real one on first export."""
 
     def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
-        if self._aborted:
-            return LogRecordExportResult.FAILURE
-        inner = self._get()
-        if self._aborted:
-            return LogRecordExportResult.FAILURE
-        result: LogRecordExportResult = inner.export(batch)
-        if result is LogRecordExportResult.SUCCESS:
-            self.healthy = True
-        elif not self._aborted:
-            self._failed()
+        result: LogRecordExportResult = self._send(
+            lambda inner: inner.export(batch), LogRecordExportResult.SUCCESS, LogRecordExportResult.FAILURE
+        )
         return result
 
     def shutdown(self) -> None:
@@ -188,16 +188,11 @@ class LazyMetricExporter(_Lazy, MetricExporter):
     def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
         if not any(sm.metrics for rm in metrics_data.resource_metrics for sm in rm.scope_metrics):
             return MetricExportResult.SUCCESS  # nothing measured: no request, no OTLP import
-        if self._aborted:
-            return MetricExportResult.FAILURE
-        inner = self._get()
-        if self._aborted:
-            return MetricExportResult.FAILURE
-        result: MetricExportResult = inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
-        if result is MetricExportResult.SUCCESS:
-            self.healthy = True
-        elif not self._aborted:
-            self._failed()
+        result: MetricExportResult = self._send(
+            lambda inner: inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs),
+            MetricExportResult.SUCCESS,
+            MetricExportResult.FAILURE,
+        )
         return result
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:

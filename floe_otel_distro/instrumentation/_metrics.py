@@ -22,10 +22,10 @@ ERROR_TYPE = "error.type"
 
 
 class PipelineMetrics:
-    """The three pipeline instruments, created once per process from the global meter provider."""
+    """The three pipeline instruments, from the global meter provider (or ``meter_provider``, in tests)."""
 
-    def __init__(self) -> None:
-        meter = metrics.get_meter("floe_otel_distro")
+    def __init__(self, meter_provider: metrics.MeterProvider | None = None) -> None:
+        meter = metrics.get_meter("floe_otel_distro", meter_provider=meter_provider)
         self.run_duration = meter.create_histogram(
             "floe.pipeline.run.duration",
             unit="s",
@@ -54,6 +54,11 @@ class PipelineMetrics:
 
 
 @lru_cache(maxsize=1)
-def pipeline_metrics() -> PipelineMetrics:
-    """The process-wide instruments (created lazily, after the meter provider is installed)."""
+def _global_pipeline_metrics() -> PipelineMetrics:
     return PipelineMetrics()
+
+
+def pipeline_metrics(meter_provider: metrics.MeterProvider | None = None) -> PipelineMetrics:
+    """The process-wide instruments (created lazily, after the meter provider is installed), or new ones
+    bound to ``meter_provider`` (an instrumentor's ``instrument(meter_provider=…)``)."""
+    return _global_pipeline_metrics() if meter_provider is None else PipelineMetrics(meter_provider)

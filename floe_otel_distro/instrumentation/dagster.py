@@ -33,7 +33,7 @@ import threading
 import time
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
-from types import ModuleType, SimpleNamespace
+from types import ModuleType
 from typing import Any
 
 from opentelemetry import context, metrics, propagate, trace
@@ -41,7 +41,6 @@ from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type:
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from floe_otel_distro.instrumentation import _import_hooks
-from floe_otel_distro.instrumentation import _metrics as _metrics_module
 from floe_otel_distro.instrumentation._metrics import PipelineMetrics, pipeline_metrics
 
 _log = logging.getLogger(__name__)
@@ -103,7 +102,7 @@ class DagsterInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         meter_provider = kwargs.get("meter_provider")
         _state = _State(
             tracer=trace.get_tracer(__name__, tracer_provider=tracer_provider),
-            metrics=_pipeline_metrics_for(meter_provider),
+            metrics=pipeline_metrics(meter_provider),
             tracer_provider=tracer_provider,
             meter_provider=meter_provider,
         )
@@ -123,22 +122,6 @@ class DagsterInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             for owner, attribute, original in reversed(state.patches):
                 setattr(owner, attribute, original)
             state.patches.clear()
-
-
-def _pipeline_metrics_for(meter_provider: Any) -> PipelineMetrics:
-    """The process-wide pipeline instruments, or (tests) the same instruments from ``meter_provider``."""
-    if meter_provider is None:
-        return pipeline_metrics()
-    # PipelineMetrics always asks the global API for its meter; give it the caller's provider instead,
-    # so names, units and attributes still come from _metrics only.
-    namespace = vars(_metrics_module)
-    with _patch_lock:
-        api = namespace["metrics"]
-        namespace["metrics"] = SimpleNamespace(get_meter=meter_provider.get_meter)
-        try:
-            return PipelineMetrics()
-        finally:
-            namespace["metrics"] = api
 
 
 # ---- patching helpers -----------------------------------------------------------------------------

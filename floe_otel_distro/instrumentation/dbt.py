@@ -103,33 +103,8 @@ class _Installed:
     def pipeline_metrics(self) -> PipelineMetrics:
         """The instruments, resolved lazily (after the configurator installed the meter provider)."""
         if self.metrics is None:
-            provider = self.meter_provider
-            self.metrics = pipeline_metrics() if provider is None else _ProviderPipelineMetrics(provider)
+            self.metrics = pipeline_metrics(self.meter_provider)
         return self.metrics
-
-
-class _ProviderPipelineMetrics(PipelineMetrics):
-    """The pipeline instruments bound to an explicit meter provider (``instrument(meter_provider=…)``).
-
-    ``PipelineMetrics()`` always uses the global meter provider; this mirrors its instruments on another
-    provider. The ``record_*`` methods (and so the attribute names) are inherited unchanged.
-    """
-
-    def __init__(self, meter_provider: MeterProvider) -> None:
-        meter = meter_provider.get_meter("floe_otel_distro")
-        self.run_duration = meter.create_histogram(
-            "floe.pipeline.run.duration",
-            unit="s",
-            description="Duration of a pipeline run (dbt invocation, Dagster run).",
-        )
-        self.materializations = meter.create_counter(
-            "floe.pipeline.materializations",
-            unit="{materialization}",
-            description="Assets or dbt nodes materialized, by status.",
-        )
-        self.errors = meter.create_counter(
-            "floe.pipeline.errors", unit="{error}", description="Errors raised by pipeline components."
-        )
 
 
 _installed: _Installed | None = None

@@ -33,6 +33,7 @@ from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type:
 
 from floe_otel_distro import log_handler
 from floe_otel_distro.instrumentation._import_hooks import when_imported
+from floe_otel_distro.instrumentation._patching import Patch, patch, unpatch_all
 
 _log = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ class _State:
         self.active = False
         self.export_structlog = True
         self.factory: AnyCallable | None = None
-        self.structlog_patches: list[tuple[object, str, AnyCallable, AnyCallable]] = []
+        self.structlog_patches: list[Patch] = []
         self.otel_loggers: dict[str, Any] = {}
         self.emitting = threading.local()  # per-thread recursion guard for the structlog export
 
@@ -217,16 +218,6 @@ def _wrap_configure(structlog: ModuleType) -> Callable[[AnyCallable], AnyCallabl
     return factory
 
 
-def _patch(owner: object, attr: str, factory: Callable[[AnyCallable], AnyCallable]) -> None:
-    current = getattr(owner, attr, None)
-    if current is None or getattr(current, "__floe_original__", None) is not None:
-        return
-    wrapper = factory(current)
-    wrapper.__floe_original__ = current  # type: ignore[attr-defined]
-    setattr(owner, attr, wrapper)
-    _state.structlog_patches.append((owner, attr, current, wrapper))
-
-
 def _patch_structlog(structlog: ModuleType) -> None:
     if not _state.active:
         return
@@ -235,7 +226,7 @@ def _patch_structlog(structlog: ModuleType) -> None:
         if owner is None:
             continue
         for name in ("configure", "reset_defaults"):
-            _patch(owner, name, _wrap_configure(structlog))
+            patch(owner, name, _wrap_configure(structlog), _state.structlog_patches)
     ensure_structlog_processor(structlog)
 
 
@@ -262,10 +253,7 @@ class LogCorrelationInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         if _state.factory is not None and current is _state.factory:
             logging.setLogRecordFactory(_state.factory.__floe_original__)  # type: ignore[attr-defined]
         _state.factory = None
-        for owner, attr, original, wrapper in reversed(_state.structlog_patches):
-            if getattr(owner, attr, None) is wrapper:
-                setattr(owner, attr, original)
-        _state.structlog_patches.clear()
+        unpatch_all(_state.structlog_patches)
         structlog = sys.modules.get("structlog")
         if structlog is not None:
             _remove_structlog_processor(structlog)

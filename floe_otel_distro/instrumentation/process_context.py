@@ -40,6 +40,7 @@ from opentelemetry import context
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 
 from floe_otel_distro.instrumentation._import_hooks import when_imported
+from floe_otel_distro.instrumentation._patching import Patch, patch, unpatch_all
 from floe_otel_distro.propagation import carrier_keys, current_carrier, extract_from_environ, has_valid_span
 
 _log = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ class _State:
 
     def __init__(self) -> None:
         self.active = False
-        self.patches: list[tuple[object, str, AnyCallable, AnyCallable]] = []
+        self.patches: list[Patch] = []
         self.starting = threading.local()
         self.exit_flush_registered = False
 
@@ -232,16 +233,6 @@ def _wrap_prepare(original: AnyCallable) -> AnyCallable:
 
 
 # ---- patching ---------------------------------------------------------------------------------------
-def _patch(owner: object, attr: str, factory: Callable[[AnyCallable], AnyCallable]) -> None:
-    current = getattr(owner, attr, None)
-    if current is None or getattr(current, "__floe_original__", None) is not None:
-        return
-    wrapper = factory(current)
-    wrapper.__floe_original__ = current  # type: ignore[attr-defined]
-    setattr(owner, attr, wrapper)
-    _state.patches.append((owner, attr, current, wrapper))
-
-
 def _popen_env_index(init: AnyCallable) -> int:
     try:
         return list(inspect.signature(init).parameters).index("env")
@@ -254,32 +245,32 @@ def _patch_subprocess(module: ModuleType) -> None:
     if not _state.active:
         return
     popen = module.Popen
-    _patch(popen, "__init__", _wrap_env_arg(_popen_env_index(popen.__init__)))
+    patch(popen, "__init__", _wrap_env_arg(_popen_env_index(popen.__init__)), _state.patches)
 
 
 def _patch_os() -> None:
-    _patch(os, "execve", _wrap_env_arg(2))
-    _patch(os, "execv", _wrap_env_added("execve"))
+    patch(os, "execve", _wrap_env_arg(2), _state.patches)
+    patch(os, "execv", _wrap_env_added("execve"), _state.patches)
     if hasattr(os, "spawnve"):
-        _patch(os, "spawnve", _wrap_env_arg(3))
-        _patch(os, "spawnv", _wrap_env_added("spawnve"))
+        patch(os, "spawnve", _wrap_env_arg(3), _state.patches)
+        patch(os, "spawnv", _wrap_env_added("spawnve"), _state.patches)
     if hasattr(os, "spawnvpe"):
-        _patch(os, "spawnvpe", _wrap_env_arg(3))
-        _patch(os, "spawnvp", _wrap_env_added("spawnvpe"))
+        patch(os, "spawnvpe", _wrap_env_arg(3), _state.patches)
+        patch(os, "spawnvp", _wrap_env_added("spawnvpe"), _state.patches)
     for name in ("posix_spawn", "posix_spawnp"):
         if hasattr(os, name):
-            _patch(os, name, _wrap_env_arg(2))
+            patch(os, name, _wrap_env_arg(2), _state.patches)
 
 
 def _patch_mp_process(module: ModuleType) -> None:
     if _state.active:
-        _patch(module.BaseProcess, "start", _wrap_start)
+        patch(module.BaseProcess, "start", _wrap_start, _state.patches)
 
 
 def _patch_mp_spawn(module: ModuleType) -> None:
     if _state.active:
-        _patch(module, "get_preparation_data", _wrap_get_preparation_data)
-        _patch(module, "prepare", _wrap_prepare)
+        patch(module, "get_preparation_data", _wrap_get_preparation_data, _state.patches)
+        patch(module, "prepare", _wrap_prepare, _state.patches)
 
 
 class ProcessContextInstrumentor(BaseInstrumentor):  # type: ignore[misc]
@@ -297,7 +288,4 @@ class ProcessContextInstrumentor(BaseInstrumentor):  # type: ignore[misc]
 
     def _uninstrument(self, **kwargs: Any) -> None:
         _state.active = False
-        for owner, attr, original, wrapper in reversed(_state.patches):
-            if getattr(owner, attr, None) is wrapper:
-                setattr(owner, attr, original)
-        _state.patches.clear()
+        unpatch_all(_state.patches)
