@@ -34,6 +34,12 @@ def _status(span: ReadableSpan) -> str:
     code = span.status.status_code
     if code is StatusCode.ERROR:
         return "ERROR" + (f": {span.status.description}" if span.status.description else "")
+    attributes = span.attributes or {}
+    if any(k.endswith(".skipped") and v is True for k, v in attributes.items()) or "skipped" in (
+        attributes.get("dbt.node.status"),
+        attributes.get("dagster.status"),
+    ):
+        return "SKIPPED"
     return "OK" if code is StatusCode.OK else "-"
 
 

@@ -180,3 +180,17 @@ def test_render_tree_of_spans_without_root() -> None:
     t.start_span("y", context=child_of(root), start_time=T0 + MS).end(end_time=T0 + 3 * MS)
     text = render_tree(memory.get_finished_spans())
     assert text.splitlines()[1:] == ["├─ y  2.0ms  -", "└─ z  1.0ms  -"]
+
+
+def test_skipped_nodes_are_marked_in_the_tree() -> None:
+    """A span marked skipped by an instrumentor (dbt/Dagster) shows SKIPPED instead of a bare dash."""
+    memory = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = provider.get_tracer("t")
+    with tracer.start_as_current_span("dbt build"):
+        tracer.start_span("dbt.model a", attributes={"dbt.node.skipped": True, "dbt.node.status": "skipped"}).end()
+        tracer.start_span("dbt.model b", attributes={"dbt.node.status": "success"}).end()
+    lines = render_tree(memory.get_finished_spans()).splitlines()
+    assert any("dbt.model a" in line and "SKIPPED" in line for line in lines)
+    assert any("dbt.model b" in line and "SKIPPED" not in line for line in lines)
