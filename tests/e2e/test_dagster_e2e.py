@@ -88,6 +88,7 @@ def _assert_assets_job(collector: Collector, job: str) -> tuple[dict[str, Any], 
         {f"dagster.run {job}"}
         | {f"dagster.step {s}" for s in ASSET_STEP.values()}
         | {f"dagster.asset {a}" for a in ASSET_STEP}
+        | {"dagster.assets order_stats"}
     )
     assert collector.wait_for(lambda c: wanted <= {s["name"] for s in c.spans()}, timeout=30), sorted(
         s["name"] for s in collector.spans()
@@ -107,9 +108,13 @@ def _assert_assets_job(collector: Collector, job: str) -> tuple[dict[str, Any], 
         assert step["attributes"]["dagster.op.name"] == key
         assert step["attributes"]["dagster.run_id"] == run_id
         assert step["attributes"]["dagster.status"] == "success"
+    # order_stats is a multi-asset step: its assets hang under the `dagster.assets order_stats` span
+    group = _by_name(spans, "dagster.assets order_stats")
+    assert group["parent_span_id"] == steps["order_stats"]["span_id"]
+    parents = {key: steps[key]["span_id"] for key in steps} | {"order_stats": group["span_id"]}
     for asset_key, step_key in ASSET_STEP.items():
         asset = _by_name(spans, f"dagster.asset {asset_key}")
-        assert asset["parent_span_id"] == steps[step_key]["span_id"], asset_key
+        assert asset["parent_span_id"] == parents[step_key], asset_key
         assert asset["attributes"]["dagster.asset.key"] == asset_key
         assert asset["attributes"]["dagster.run_id"] == run_id
         assert asset["attributes"]["dagster.status"] == "success"
