@@ -56,8 +56,8 @@ def _warn_export_failure(signal: str, endpoint: str) -> None:
         _last_warning, _suppressed = now, 0
     with contextlib.suppress(Exception):
         sys.stderr.write(
-            f"floe-otel: export of {signal} to {endpoint} failed{extra}; telemetry is dropped while the "
-            "collector is unreachable (check OTEL_EXPORTER_OTLP_ENDPOINT / that the collector is running)\n"
+            f"floe-otel: collector {endpoint} not reachable or refusing {signal}{extra}; telemetry is dropped "
+            "meanwhile (check OTEL_EXPORTER_OTLP_ENDPOINT, the collector, and its credentials)\n"
         )
 
 
