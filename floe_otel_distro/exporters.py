@@ -56,7 +56,7 @@ def _warn_export_failure(signal: str, endpoint: str) -> None:
         _last_warning, _suppressed = now, 0
     with contextlib.suppress(Exception):
         sys.stderr.write(
-            f"floe-otel: collector {endpoint} not reachable or refusing {signal}{extra}; telemetry is dropped "
+            f"floe-otel: collector {endpoint} unreachable or refusing {signal}{extra}; telemetry is dropped "
             "meanwhile (check OTEL_EXPORTER_OTLP_ENDPOINT, the collector, and its credentials)\n"
         )
 

@@ -65,16 +65,6 @@ def _ancestors(span: dict[str, Any], spans: list[dict[str, Any]]) -> list[str]:
     return names
 
 
-def _points(collector: Collector, name: str) -> list[dict[str, Any]]:
-    """The latest point per attribute set (cumulative metrics may be exported more than once)."""
-    latest: dict[tuple[tuple[str, Any], ...], dict[str, Any]] = {}
-    for m in collector.metrics():
-        if m["name"] == name:
-            for p in m["points"]:
-                latest[tuple(sorted(p["attributes"].items()))] = p
-    return list(latest.values())
-
-
 ASSET_STEP = {
     "raw_orders": "raw_orders",
     "order_count": "order_stats",
@@ -121,16 +111,16 @@ def _assert_assets_job(collector: Collector, job: str) -> tuple[dict[str, Any], 
         assert asset["resource"]["process.pid"] == steps[step_key]["resource"]["process.pid"]
 
     def metrics_arrived(c: Collector) -> bool:
-        keys = {p["attributes"].get("floe.asset.key") for p in _points(c, "floe.pipeline.materializations")}
-        runs = _points(c, "floe.pipeline.run.duration")
+        keys = {p["attributes"].get("floe.asset.key") for p in c.latest_points("floe.pipeline.materializations")}
+        runs = c.latest_points("floe.pipeline.run.duration")
         return set(ASSET_STEP) <= keys and bool(runs)
 
     assert collector.wait_for(metrics_arrived, timeout=30), [m["name"] for m in collector.metrics()]
-    runs = _points(collector, "floe.pipeline.run.duration")
+    runs = collector.latest_points("floe.pipeline.run.duration")
     assert [p["attributes"] for p in runs] == [
         {"floe.pipeline.component": "dagster", "floe.pipeline.name": job, "floe.pipeline.status": "success"}
     ]
-    for p in _points(collector, "floe.pipeline.materializations"):
+    for p in collector.latest_points("floe.pipeline.materializations"):
         assert p["attributes"]["floe.pipeline.component"] == "dagster"
         assert p["attributes"]["floe.materialization.status"] == "success"
         assert int(p["asInt"]) == 1
@@ -186,11 +176,11 @@ def test_failing_step_in_child_process(collector: Collector, tmp_path: Path) -> 
     assert "exploded on purpose" in exc_attrs["exception.message"]
 
     def errors(c: Collector) -> list[dict[str, Any]]:
-        return [p for p in _points(c, "floe.pipeline.errors") if p["attributes"].get("error.type") == "ValueError"]
+        return [p for p in c.latest_points("floe.pipeline.errors") if p["attributes"].get("error.type") == "ValueError"]
 
     assert collector.wait_for(lambda c: bool(errors(c)), timeout=30)
     assert int(errors(collector)[0]["asInt"]) == 1
-    statuses = {p["attributes"]["floe.pipeline.status"] for p in _points(collector, "floe.pipeline.run.duration")}
+    statuses = {p["attributes"]["floe.pipeline.status"] for p in collector.latest_points("floe.pipeline.run.duration")}
     assert statuses == {"failure"}
 
 

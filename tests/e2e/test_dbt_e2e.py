@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -34,16 +33,6 @@ def _dbt(collector: Collector, project: Path, *args: str, **env: str) -> tuple[i
     )
     proc = run_instrumented(["dbt", *args, "--profiles-dir", str(project)], run_env, cwd=project, timeout=180)
     return proc.returncode, proc.stdout + proc.stderr
-
-
-def _points(collector: Collector, name: str) -> list[dict[str, Any]]:
-    """The latest point per attribute set (cumulative metrics may be exported more than once)."""
-    latest: dict[tuple[tuple[str, Any], ...], dict[str, Any]] = {}
-    for m in collector.metrics():
-        if m["name"] == name:
-            for p in m["points"]:
-                latest[tuple(sorted(p["attributes"].items()))] = p
-    return list(latest.values())
 
 
 def test_dbt_build_reaches_the_collector(collector: Collector, tmp_path: Path) -> None:
@@ -100,20 +89,21 @@ def test_dbt_build_reaches_the_collector(collector: Collector, tmp_path: Path) -
     # the floe span processor and resource apply to dbt spans too
     assert inv["resource"]["service.name"]
 
-    assert collector.wait_for(lambda c: bool(_points(c, "floe.pipeline.errors")))
-    runs = _points(collector, "floe.pipeline.run.duration")
+    assert collector.wait_for(lambda c: bool(c.latest_points("floe.pipeline.errors")))
+    runs = collector.latest_points("floe.pipeline.run.duration")
     assert [p["attributes"] for p in runs] == [
         {"floe.pipeline.component": "dbt", "floe.pipeline.name": "jaffle", "floe.pipeline.status": "failure"}
     ]
     assert int(runs[0]["count"]) == 1
     mats = {
-        p["attributes"]["floe.asset.key"]: p["attributes"] for p in _points(collector, "floe.pipeline.materializations")
+        p["attributes"]["floe.asset.key"]: p["attributes"]
+        for p in collector.latest_points("floe.pipeline.materializations")
     }
     assert set(mats) == unique_ids
     assert mats["model.jaffle.customer_revenue"]["floe.materialization.status"] == "skipped"
     assert mats["test.jaffle.assert_order_amounts_positive"]["floe.materialization.status"] == "fail"
     assert all(m["floe.pipeline.component"] == "dbt" for m in mats.values())
-    errs = _points(collector, "floe.pipeline.errors")
+    errs = collector.latest_points("floe.pipeline.errors")
     assert [(p["attributes"], int(p["asInt"])) for p in errs] == [
         ({"floe.pipeline.component": "dbt", "error.type": "dbt.test_failure"}, 1)
     ]
@@ -148,6 +138,6 @@ def test_dbt_seed_success_joins_traceparent(collector: Collector, tmp_path: Path
         if s is not inv:
             assert s["parent_span_id"] == inv["span_id"]
             assert s["trace_id"] == trace_id
-    assert collector.wait_for(lambda c: bool(_points(c, "floe.pipeline.run.duration")))
-    (run,) = _points(collector, "floe.pipeline.run.duration")
+    assert collector.wait_for(lambda c: bool(c.latest_points("floe.pipeline.run.duration")))
+    (run,) = collector.latest_points("floe.pipeline.run.duration")
     assert run["attributes"]["floe.pipeline.status"] == "success"

@@ -200,6 +200,15 @@ service:
                         )
         return out
 
+    def latest_points(self, name: str) -> list[dict[str, Any]]:
+        """The latest data point per attribute set of metric ``name`` (cumulative metrics repeat)."""
+        latest: dict[tuple[tuple[str, Any], ...], dict[str, Any]] = {}
+        for m in self.metrics():
+            if m["name"] == name:
+                for p in m["points"]:
+                    latest[tuple(sorted(p["attributes"].items()))] = p
+        return list(latest.values())
+
     def logs(self) -> list[dict[str, Any]]:
         out = []
         for req in _read_lines(self.workdir / "logs.jsonl"):
