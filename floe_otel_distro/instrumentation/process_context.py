@@ -19,15 +19,14 @@ Rules:
   Pool workers (``multiprocessing.Pool``, ``ProcessPoolExecutor``) are not given the starter's context:
   they outlive it and run unrelated tasks. ``fork`` needs nothing (the child inherits the context).
 
-Patch points: ``subprocess.Popen.__init__`` (covers ``run``/``call``/``check_output``/``os.popen``/
-asyncio), ``os.execv``/``os.execve`` (``execl*``/``execvp*`` go through them), ``os.spawnv``/``spawnve``/
-``spawnvp``/``spawnvpe`` (``spawnl*`` go through them), ``os.posix_spawn``/``posix_spawnp``.
-``os.system`` inherits ``os.environ`` in C and is not covered.
+Patch points (wrapt function wrappers, undone by ``uninstrument``): ``subprocess.Popen.__init__`` (covers
+``run``/``call``/``check_output``/``os.popen``/asyncio), ``os.execv``/``os.execve`` (``execl*``/``execvp*``
+go through them), ``os.spawnv``/``spawnve``/``spawnvp``/``spawnvpe`` (``spawnl*`` go through them),
+``os.posix_spawn``/``posix_spawnp``. ``os.system`` inherits ``os.environ`` in C and is not covered.
 """
 
 from __future__ import annotations
 
-import functools
 import inspect
 import logging
 import os
@@ -36,11 +35,12 @@ from collections.abc import Callable, Collection, Mapping
 from types import ModuleType
 from typing import Any
 
+import wrapt
 from opentelemetry import context
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
+from opentelemetry.instrumentation.utils import unwrap
 
-from floe_otel_distro.instrumentation._import_hooks import when_imported
-from floe_otel_distro.instrumentation._patching import Patch, patch, unpatch_all
+from floe_otel_distro.instrumentation._hooks import ImportHooks
 from floe_otel_distro.propagation import carrier_keys, current_carrier, extract_from_environ, has_valid_span
 
 _log = logging.getLogger(__name__)
@@ -54,14 +54,17 @@ _POOL_WORKER_TARGETS = frozenset(
 )
 
 AnyCallable = Callable[..., Any]
+#: a wrapt wrapper: ``(wrapped, instance, args, kwargs)``
+Wrapper = Callable[[AnyCallable, Any, tuple[Any, ...], dict[str, Any]], Any]
 
 
 class _State:
-    """Installed patches; wrappers pass through when ``active`` is false (someone wrapped over us)."""
+    """What is wrapped; wrappers pass through when ``active`` is false (someone wrapped over us)."""
 
     def __init__(self) -> None:
         self.active = False
-        self.patches: list[Patch] = []
+        self.hooks = ImportHooks()
+        self.wrapped: list[tuple[Any, str]] = []  # (owner, attribute), for unwrap
         self.starting = threading.local()
         self.exit_flush_registered = False
 
@@ -105,37 +108,26 @@ def _replace_env_arg(args: tuple[Any, ...], kwargs: dict[str, Any], index: int, 
     return args
 
 
-def _wrap_env_arg(index: int, name: str = "env") -> Callable[[AnyCallable], AnyCallable]:
-    """Wrapper factory for callables that take an environment argument."""
+def _env_arg_wrapper(index: int, name: str = "env") -> Wrapper:
+    """wrapt wrapper for callables that take an environment argument (``index`` counts after ``self``)."""
 
-    def factory(original: AnyCallable) -> AnyCallable:
-        @functools.wraps(original)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            args = _replace_env_arg(args, kwargs, index, name)
-            return original(*args, **kwargs)
+    def wrapper(wrapped: AnyCallable, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        args = _replace_env_arg(args, kwargs, index, name)
+        return wrapped(*args, **kwargs)
 
-        return wrapper
-
-    return factory
+    return wrapper
 
 
-def _wrap_env_added(with_env_name: str) -> Callable[[AnyCallable], AnyCallable]:
-    """Wrapper factory for ``os.execv``-style callables: call the ``…e`` variant with an injected copy."""
+def _env_added_wrapper(with_env: AnyCallable) -> Wrapper:
+    """wrapt wrapper for ``os.execv``-style callables: call the ``…e`` variant ``with_env`` with an injected copy."""
 
-    def factory(original: AnyCallable) -> AnyCallable:
-        with_env = getattr(os, with_env_name)
-        with_env = getattr(with_env, "__floe_original__", with_env)
+    def wrapper(wrapped: AnyCallable, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        env = child_environ(None)
+        if env is None:
+            return wrapped(*args, **kwargs)
+        return with_env(*args, env, **kwargs)
 
-        @functools.wraps(original)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            env = child_environ(None)
-            if env is None:
-                return original(*args, **kwargs)
-            return with_env(*args, env, **kwargs)
-
-        return wrapper
-
-    return factory
+    return wrapper
 
 
 # ---- multiprocessing --------------------------------------------------------------------------------
@@ -145,33 +137,29 @@ def _is_pool_worker(process: object) -> bool:
     return key in _POOL_WORKER_TARGETS
 
 
-def _wrap_start(original: AnyCallable) -> AnyCallable:
-    @functools.wraps(original)
-    def start(self: Any) -> Any:
-        previous = getattr(_state.starting, "process", None)
-        _state.starting.process = self
-        try:
-            return original(self)
-        finally:
-            _state.starting.process = previous
-
-    return start
+def _traced_start(wrapped: AnyCallable, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """``BaseProcess.start``: remember which process is starting (pool workers get no context)."""
+    previous = getattr(_state.starting, "process", None)
+    _state.starting.process = instance
+    try:
+        return wrapped(*args, **kwargs)
+    finally:
+        _state.starting.process = previous
 
 
-def _wrap_get_preparation_data(original: AnyCallable) -> AnyCallable:
-    @functools.wraps(original)
-    def get_preparation_data(name: str, *args: Any, **kwargs: Any) -> Any:
-        data = original(name, *args, **kwargs)
-        try:
-            starting = getattr(_state.starting, "process", None)
-            carry = _state.active and isinstance(data, dict) and not _is_pool_worker(starting)
-            if carry and has_valid_span():
-                data[PREPARATION_DATA_KEY] = current_carrier()
-        except Exception:
-            _log.debug("floe-otel: could not add context to multiprocessing preparation data", exc_info=True)
-        return data
-
-    return get_preparation_data
+def _traced_get_preparation_data(
+    wrapped: AnyCallable, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    """``multiprocessing.spawn.get_preparation_data``: add the current carrier to the child's data."""
+    data = wrapped(*args, **kwargs)
+    try:
+        starting = getattr(_state.starting, "process", None)
+        carry = _state.active and isinstance(data, dict) and not _is_pool_worker(starting)
+        if carry and has_valid_span():
+            data[PREPARATION_DATA_KEY] = current_carrier()
+    except Exception:
+        _log.debug("floe-otel: could not add context to multiprocessing preparation data", exc_info=True)
+    return data
 
 
 def _flush_providers() -> None:
@@ -219,58 +207,61 @@ def attach_from_preparation_data(data: Mapping[str, Any]) -> bool:
     return True
 
 
-def _wrap_prepare(original: AnyCallable) -> AnyCallable:
-    @functools.wraps(original)
-    def prepare(data: Any, *args: Any, **kwargs: Any) -> Any:
-        if _state.active and isinstance(data, Mapping):
-            try:
-                attach_from_preparation_data(data)
-            except Exception:
-                _log.debug("floe-otel: could not attach the parent's context", exc_info=True)
-        return original(data, *args, **kwargs)
-
-    return prepare
+def _traced_prepare(wrapped: AnyCallable, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """``multiprocessing.spawn.prepare`` (in the child): attach the parent's carried context first."""
+    data = args[0] if args else kwargs.get("data")
+    if _state.active and isinstance(data, Mapping):
+        try:
+            attach_from_preparation_data(data)
+        except Exception:
+            _log.debug("floe-otel: could not attach the parent's context", exc_info=True)
+    return wrapped(*args, **kwargs)
 
 
-# ---- patching ---------------------------------------------------------------------------------------
+# ---- wrapping ---------------------------------------------------------------------------------------
+def _wrap(owner: Any, name: str, wrapper: Wrapper) -> None:
+    wrapt.wrap_function_wrapper(owner, name, wrapper)
+    _state.wrapped.append((owner, name))
+
+
 def _popen_env_index(init: AnyCallable) -> int:
+    """Position of ``env`` among ``Popen.__init__``'s arguments after ``self`` (what a wrapt wrapper sees)."""
     try:
-        return list(inspect.signature(init).parameters).index("env")
+        return list(inspect.signature(init).parameters).index("env") - 1
     except (ValueError, TypeError):
-        # (self, args, bufsize, executable, stdin, stdout, stderr, preexec_fn, close_fds, shell, cwd, env)
-        return 11
+        # (args, bufsize, executable, stdin, stdout, stderr, preexec_fn, close_fds, shell, cwd, env)
+        return 10
 
 
 def _patch_subprocess(module: ModuleType) -> None:
-    if not _state.active:
-        return
     popen = module.Popen
-    patch(popen, "__init__", _wrap_env_arg(_popen_env_index(popen.__init__)), _state.patches)
+    _wrap(popen, "__init__", _env_arg_wrapper(_popen_env_index(popen.__init__)))
 
 
 def _patch_os() -> None:
-    patch(os, "execve", _wrap_env_arg(2), _state.patches)
-    patch(os, "execv", _wrap_env_added("execve"), _state.patches)
+    execve = os.execve  # the ``…e`` variants as they are before we wrap them
+    _wrap(os, "execve", _env_arg_wrapper(2))
+    _wrap(os, "execv", _env_added_wrapper(execve))
     if hasattr(os, "spawnve"):
-        patch(os, "spawnve", _wrap_env_arg(3), _state.patches)
-        patch(os, "spawnv", _wrap_env_added("spawnve"), _state.patches)
+        spawnve = os.spawnve
+        _wrap(os, "spawnve", _env_arg_wrapper(3))
+        _wrap(os, "spawnv", _env_added_wrapper(spawnve))
     if hasattr(os, "spawnvpe"):
-        patch(os, "spawnvpe", _wrap_env_arg(3), _state.patches)
-        patch(os, "spawnvp", _wrap_env_added("spawnvpe"), _state.patches)
+        spawnvpe = os.spawnvpe
+        _wrap(os, "spawnvpe", _env_arg_wrapper(3))
+        _wrap(os, "spawnvp", _env_added_wrapper(spawnvpe))
     for name in ("posix_spawn", "posix_spawnp"):
         if hasattr(os, name):
-            patch(os, name, _wrap_env_arg(2), _state.patches)
+            _wrap(os, name, _env_arg_wrapper(2))
 
 
 def _patch_mp_process(module: ModuleType) -> None:
-    if _state.active:
-        patch(module.BaseProcess, "start", _wrap_start, _state.patches)
+    _wrap(module.BaseProcess, "start", _traced_start)
 
 
 def _patch_mp_spawn(module: ModuleType) -> None:
-    if _state.active:
-        patch(module, "get_preparation_data", _wrap_get_preparation_data, _state.patches)
-        patch(module, "prepare", _wrap_prepare, _state.patches)
+    _wrap(module, "get_preparation_data", _traced_get_preparation_data)
+    _wrap(module, "prepare", _traced_prepare)
 
 
 class ProcessContextInstrumentor(BaseInstrumentor):  # type: ignore[misc]
@@ -281,11 +272,15 @@ class ProcessContextInstrumentor(BaseInstrumentor):  # type: ignore[misc]
 
     def _instrument(self, **kwargs: Any) -> None:
         _state.active = True
+        _state.hooks.activate()
         _patch_os()
-        when_imported("subprocess", _patch_subprocess)
-        when_imported("multiprocessing.process", _patch_mp_process)
-        when_imported("multiprocessing.spawn", _patch_mp_spawn)
+        _state.hooks.when_imported("subprocess", _patch_subprocess)
+        _state.hooks.when_imported("multiprocessing.process", _patch_mp_process)
+        _state.hooks.when_imported("multiprocessing.spawn", _patch_mp_spawn)
 
     def _uninstrument(self, **kwargs: Any) -> None:
         _state.active = False
-        unpatch_all(_state.patches)
+        _state.hooks.deactivate()
+        for owner, name in reversed(_state.wrapped):
+            unwrap(owner, name)
+        _state.wrapped.clear()
