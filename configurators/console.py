@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import IO, Any, ClassVar
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import StatusCode
 
-from floe_otel_distro.backends import FLOE_API_VERSION, PluginMetadata, TelemetryBackendPlugin
+from types import MappingProxyType
+
+from floe_otel_distro.plugin import TelemetryBackendPlugin
 
 _FLOE_KEYS = frozenset({"floe.namespace", "floe.product.name", "floe.product.version", "floe.mode"})
 _MAX_ATTRS = 4
@@ -134,18 +136,15 @@ class ConsoleTreeExporter(SpanExporter):
 class ConsoleBackend(TelemetryBackendPlugin):
     """Development backend: trace tree on stderr; metrics and OTLP logs are not exported."""
 
-    metadata: ClassVar[PluginMetadata] = PluginMetadata(
-        "console", "1.0.0", FLOE_API_VERSION, "Trace tree on stderr (dev mode, no collector)"
+    name: ClassVar[str] = "console"
+    version: ClassVar[str] = "1.0.0"
+    description: ClassVar[str] = "Trace tree on stderr (dev mode, no collector)"
+    sdk_exporters: ClassVar[Mapping[str, str]] = MappingProxyType(
+        {"traces": "console", "metrics": "none", "logs": "none"}
     )
 
     def get_otlp_exporter_config(self) -> dict[str, Any]:
         return {"debug": {"verbosity": "detailed"}}
 
-    def span_exporter(self) -> SpanExporter | None:
-        return ConsoleTreeExporter()
-
-    def metric_exporter(self) -> None:
-        return None
-
-    def log_exporter(self) -> None:
-        return None
+    def console_exporter(self, signal: str) -> Any:
+        return ConsoleTreeExporter() if signal == "traces" else None

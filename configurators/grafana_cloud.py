@@ -6,33 +6,37 @@ Credentials never live in the manifest: ``connection_secret_ref`` names a Kubern
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from floe_otel_distro.backends import FLOE_API_VERSION, PluginMetadata, TelemetryBackendPlugin
-from floe_otel_distro.errors import ConfigError
+from floe_otel_distro.plugin import PluginProblem, TelemetryBackendPlugin
 
 
 class GrafanaCloudBackend(TelemetryBackendPlugin):
     """Grafana Cloud OTLP gateway (traces → Tempo, metrics → Mimir, logs → Loki)."""
 
-    metadata: ClassVar[PluginMetadata] = PluginMetadata(
-        "grafana-cloud", "1.0.0", FLOE_API_VERSION, "Grafana Cloud OTLP gateway, credentials from a Secret"
-    )
+    name: ClassVar[str] = "grafana-cloud"
+    version: ClassVar[str] = "1.0.0"
+    description: ClassVar[str] = "Grafana Cloud OTLP gateway, credentials from a Secret"
 
-    def validate_settings(self) -> None:
+    def validate(self) -> Sequence[PluginProblem]:
+        problems = []
         if not self.config.get("endpoint"):
-            raise ConfigError(
-                "plugins.telemetry_backend.config.endpoint",
-                "",
-                "missing; set it to your stack's OTLP gateway, e.g. https://otlp-gateway-prod-eu-west-2.grafana.net/otlp",
+            problems.append(
+                PluginProblem(
+                    "plugins.telemetry_backend.config.endpoint",
+                    "missing; set it to your stack's OTLP gateway, e.g. "
+                    "https://otlp-gateway-prod-eu-west-2.grafana.net/otlp",
+                )
             )
-        if not self.settings.backend_secret_ref and not self.settings.export_headers().get("authorization"):
-            raise ConfigError(
-                "plugins.telemetry_backend.connection_secret_ref",
-                "",
-                "missing credentials; name the Kubernetes Secret holding GRAFANA_CLOUD_OTLP_AUTH "
-                "(or set FLOE_OTLP_HEADERS_FILE to a mounted 'authorization=Basic …' file for direct export)",
+        if not self.context.secret_ref:
+            problems.append(
+                PluginProblem(
+                    "plugins.telemetry_backend.connection_secret_ref",
+                    "missing credentials; name the Kubernetes Secret holding GRAFANA_CLOUD_OTLP_AUTH",
+                )
             )
+        return problems
 
     def get_otlp_exporter_config(self) -> dict[str, Any]:
         return {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from floe_otel_distro.backends import FLOE_API_VERSION, PluginMetadata, TelemetryBackendPlugin
+from floe_otel_distro.plugin import TelemetryBackendPlugin
 
 DEFAULT_JAEGER_OTLP = "jaeger-collector.observability.svc:4317"
 
@@ -12,9 +12,9 @@ DEFAULT_JAEGER_OTLP = "jaeger-collector.observability.svc:4317"
 class JaegerBackend(TelemetryBackendPlugin):
     """Jaeger stores traces only; metrics and logs go to the collector's debug exporter."""
 
-    metadata: ClassVar[PluginMetadata] = PluginMetadata(
-        "jaeger", "1.0.0", FLOE_API_VERSION, "Traces to Jaeger v2 (OTLP gRPC) through the collector"
-    )
+    name: ClassVar[str] = "jaeger"
+    version: ClassVar[str] = "1.0.0"
+    description: ClassVar[str] = "Traces to Jaeger v2 (OTLP gRPC) through the collector"
 
     def get_otlp_exporter_config(self) -> dict[str, Any]:
         endpoint = str(self.config.get("endpoint", DEFAULT_JAEGER_OTLP))

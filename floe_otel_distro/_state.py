@@ -1,33 +1,32 @@
-"""Process-wide distro state: the settings loaded once at start-up and what was installed.
+"""Process-wide distro state: the plan made once at start-up and what the installer put in place.
 
 One object, one public ``reset()`` (tests call it through an autouse fixture).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from floe_otel_distro.backends import TelemetryBackendPlugin
-    from floe_otel_distro.settings import ResolvedSettings
+    from floe_otel_distro.installer import Installed
+    from floe_otel_distro.plan import Plan
 
 
 @dataclass
 class DistroState:
     """What the distro decided at start-up."""
 
-    resolved: ResolvedSettings | None = None
-    plugin: TelemetryBackendPlugin | None = None
-    disabled_reason: str | None = None  # set when nothing is (to be) installed
-    configured: bool = False  # the distro step ran
-    installed: bool = False  # providers are installed
-    providers: list[Any] = field(default_factory=list)
+    plan: Plan | None = None
+    installed: Installed | None = None
+    attempted: bool = False  # the installer ran (successfully or not)
 
     @property
     def active(self) -> bool:
-        """Telemetry is to be installed."""
-        return self.resolved is not None and self.disabled_reason is None
+        """Telemetry is (to be) installed: a plan says so and installing did not fail."""
+        if self.plan is None or not self.plan.active:
+            return False
+        return not self.attempted or self.installed is not None
 
 
 STATE = DistroState()

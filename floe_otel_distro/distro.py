@@ -1,101 +1,58 @@
-"""The ``opentelemetry_distro`` entry point ``floe``: loads settings once, sets env defaults, gates instrumentors.
+"""The ``opentelemetry_distro`` entry point ``floe``: makes the plan once, reports it, gates instrumentors.
 
-``_configure`` reads as a list of steps. It never raises into the host program: bad configuration is
-reported as one ``floe-otel:`` line and telemetry stays off (strict mode exits instead, see ``errors``).
+``_configure`` is three verbs: make the plan from ``os.environ``, report its problems (one ``floe-otel:``
+line each; strict mode exits 78 on any), and nothing else — the configurator installs it. It never
+raises into the host program.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import MutableMapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from opentelemetry.instrumentation.distro import BaseDistro  # type: ignore[attr-defined]
 
 from floe_otel_distro import _state
-from floe_otel_distro.errors import ConfigError, report, strict_from_env
-
-if TYPE_CHECKING:
-    from floe_otel_distro._settings_core import ResolvedSettings
-
-# Defaults set with setdefault only: the user's environment always wins.
-ENV_DEFAULTS = {
-    "OTEL_PROPAGATORS": "tracecontext,baggage",
-}
+from floe_otel_distro.installer import STRICT_EXIT_STATUS, write_line
+from floe_otel_distro.plan import FATAL, Inputs, Plan, build_plan
 
 
-def sdk_disabled(environ: MutableMapping[str, str]) -> bool:
-    """``OTEL_SDK_DISABLED=true``: checked before anything is imported, so disabled costs nothing."""
-    return environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
+def report(plan: Plan) -> None:
+    """One stderr line per problem, saying what happens next; strict mode: exit 78 on any problem."""
+    for problem in plan.problems:
+        if plan.strict:
+            write_line(problem.line() + " (FLOE_OTEL_STRICT=true: exiting)")
+        elif problem.severity == FATAL:
+            write_line(problem.line() + " (telemetry is off; the program runs without it)")
+        else:
+            write_line(problem.line())
+    if plan.fatal_in_strict:
+        os._exit(STRICT_EXIT_STATUS)
 
 
-def set_env_defaults(environ: MutableMapping[str, str]) -> None:
-    """Apply ``ENV_DEFAULTS`` without overriding anything the user set."""
-    for key, value in ENV_DEFAULTS.items():
-        environ.setdefault(key, value)
-
-
-def resolve_settings(environ: MutableMapping[str, str]) -> ResolvedSettings:
-    """The start-up cache's copy of the validated settings when inputs are unchanged, else the model's."""
-    from floe_otel_distro import settings_cache
-
-    cached = settings_cache.load(environ)
-    if cached is not None:
-        return cached
-    from floe_otel_distro.settings import load_settings
-
-    resolved = load_settings(environ)
-    settings_cache.store(environ, resolved)
-    return resolved
-
-
-def load_state(environ: MutableMapping[str, str]) -> None:
-    """Resolve settings and the backend plugin into ``_state.STATE`` (fail-open / strict)."""
+def make_plan() -> Plan:
+    """The process's plan, made and reported once (the configurator calls this too, in case we did not run)."""
     state = _state.STATE
-    if state.configured:
-        return
-    state.configured = True
-    if sdk_disabled(environ):
-        state.disabled_reason = "OTEL_SDK_DISABLED=true"
-        return
-    try:
-        state.resolved = resolve_settings(environ)
-        settings = state.resolved.settings
-        if not settings.telemetry_active:
-            state.disabled_reason = f"disabled by {state.resolved.source_of('enabled')}"
-            return
-        from floe_otel_distro.backends import load_backend
+    if state.plan is None:
+        try:
+            state.plan = build_plan(Inputs(os.environ))
+        except Exception as exc:  # a bug of ours must never stop the host program
+            from floe_otel_distro.plan import Problem, _off
 
-        source = state.resolved.source_of("telemetry_backend")
-        where = (
-            "FLOE_TELEMETRY_BACKEND"
-            if source in ("default", "env:FLOE_TELEMETRY_BACKEND")
-            else ("plugins.telemetry_backend.type")
-        )
-        state.plugin = load_backend(settings, where)
-    except ConfigError as error:
-        state.disabled_reason = "invalid configuration"
-        report(error, strict=strict_from_env(environ))
+            problem = Problem(FATAL, "floe-otel-distro", "", f"internal error {type(exc).__name__}: {exc}; please report it")
+            state.plan = _off("internal error", os.environ.get("FLOE_OTEL_STRICT", "").lower() == "true", [problem], {})
+        report(state.plan)
+    return state.plan
 
 
 class FloeDistro(BaseDistro):  # type: ignore[misc]
-    """floe's distro: configuration happens here; providers are built by ``FloeConfigurator``."""
+    """floe's distro: the plan is made here; ``FloeConfigurator`` installs it."""
 
     def _configure(self, **kwargs: Any) -> None:
-        environ = os.environ
-        try:
-            load_state(environ)
-            if _state.STATE.active:
-                set_env_defaults(environ)
-        except Exception as exc:  # a bug of ours must never stop the host program
-            _state.STATE.disabled_reason = "internal error"
-            report(
-                ConfigError("floe-otel-distro", "", f"internal error {type(exc).__name__}: {exc}; please report it"),
-                strict=strict_from_env(environ),
-            )
+        make_plan()
 
     def load_instrumentor(self, entry_point: Any, **kwargs: Any) -> None:
-        """Instrument only when telemetry is on (disabled or misconfigured = nothing installed)."""
+        """Instrument only when telemetry is on (disabled, misconfigured or a failed install: nothing)."""
         if not _state.STATE.active:
             return
         super().load_instrumentor(entry_point, **kwargs)

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from opentelemetry.sdk._logs import ReadableLogRecord
     from opentelemetry.sdk.trace import ReadableSpan
 
-    from floe_otel_distro._settings_core import SettingsView
+    from floe_otel_distro.plan import ExporterPlan
 
 _live: weakref.WeakSet[_Lazy] = weakref.WeakSet()
 _WARN_EVERY_S = 60.0
@@ -208,13 +208,14 @@ def _quiet_upstream_retry_logs() -> None:
         logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
-def otlp_exporter(signal: str, settings: SettingsView) -> _Lazy:
-    """A lazy OTLP exporter for ``signal`` built from ``settings`` (protocol, endpoint, headers)."""
-    endpoint = settings.signal_endpoint(signal)
-    headers = settings.export_headers() or None
-    timeout = settings.export_timeout
-    grpc = settings.protocol == "grpc"
-    temporality = metric_temporality(settings.metrics_temporality)
+def otlp_exporter(signal: str, spec: ExporterPlan, temporality_preference: str = "cumulative") -> _Lazy:
+    """A lazy OTLP exporter for ``signal`` as the plan describes it (protocol, endpoint, headers, timeout)."""
+    endpoint = spec.endpoint or ""
+    headers = dict(spec.headers) or None
+    timeout = spec.timeout_s
+    grpc = spec.protocol == "grpc"
+    insecure = spec.insecure
+    temporality = metric_temporality(temporality_preference)
 
     def build() -> Any:
         _quiet_upstream_retry_logs()
@@ -225,7 +226,6 @@ def otlp_exporter(signal: str, settings: SettingsView) -> _Lazy:
         import encodings.idna  # noqa: F401
         import netrc  # noqa: F401
         if grpc:
-            insecure = endpoint.startswith("http://")
             if signal == "traces":
                 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as G
 
@@ -250,7 +250,7 @@ def otlp_exporter(signal: str, settings: SettingsView) -> _Lazy:
 
         return HL(endpoint=endpoint, headers=headers, timeout=timeout)
 
-    from floe_otel_distro.errors import redact_url
+    from floe_otel_distro.redaction import redact_url
 
     shown = redact_url(endpoint)
     if signal == "traces":

@@ -152,13 +152,22 @@ def with_floe_baggage(namespace: str | None, ctx: context.Context | None = None)
     return ctx
 
 
-def attach_startup_context(environ: Mapping[str, str], namespace: str | None) -> None:
+def attach_startup_context(environ: Mapping[str, str], namespace: str | None) -> object:
     """Attach the caller's context (from env carriers) plus floe baggage as this process's root context.
 
     Idempotent: only the first call attaches (the context stays attached for the process's lifetime).
+    Returns the token (``detach_startup_context`` undoes it).
     """
     global _startup_token
-    if _startup_token is not None:
-        return
-    ctx = with_floe_baggage(namespace, extract_from_environ(environ))
-    _startup_token = context.attach(ctx)
+    if _startup_token is None:
+        ctx = with_floe_baggage(namespace, extract_from_environ(environ))
+        _startup_token = context.attach(ctx)
+    return _startup_token
+
+
+def detach_startup_context() -> None:
+    """Undo ``attach_startup_context`` (the installer's rollback; tests)."""
+    global _startup_token
+    token, _startup_token = _startup_token, None
+    if token is not None:
+        context.detach(token)  # type: ignore[arg-type]

@@ -1,7 +1,7 @@
 """Head sampling per floe mode: parent-based trace-id ratio (dev 100 %, staging 50 %, prod 10 %).
 
 ``OTEL_TRACES_SAMPLER`` (+ ``_ARG``) wins; then ``FLOE_SAMPLING_RATIO`` / the manifest's
-``observability.tracing.sampling_ratio``; then the mode default (see ``SettingsView``).
+``observability.tracing.sampling_ratio``; then the mode default (decided by the plan).
 """
 
 from __future__ import annotations
@@ -14,13 +14,11 @@ from opentelemetry.sdk.trace.sampling import (
     TraceIdRatioBased,
 )
 
-from floe_otel_distro._settings_core import SettingsView
 
 
-def build_sampler(settings: SettingsView) -> Sampler:
-    """The sampler these settings ask for."""
-    name = settings.sampler or "parentbased_traceidratio"
-    ratio = settings.effective_sampling_ratio
+def build_sampler(name: str, ratio: float | None) -> Sampler:
+    """The sampler the plan names (``ratio`` for the ratio-based ones)."""
+    ratio = 1.0 if ratio is None else ratio
     if name == "always_on":
         return ALWAYS_ON
     if name == "always_off":

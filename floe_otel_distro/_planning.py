@@ -1,0 +1,602 @@
+"""The steps of ``plan.build_plan``: files, identity, backend, exporters per signal, sampler, the rest, checks.
+
+Each step reads the layered inputs and returns its part of the plan; problems go into one list. The
+order matters only where a later step uses an earlier answer (the backend decides the default exports).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from floe_otel_distro import env as E
+from floe_otel_distro.backends import candidates
+from floe_otel_distro.files import MAX_HEADERS_BYTES, FileProblem
+from floe_otel_distro.plan import (
+    API_PROPAGATORS,
+    DEFAULT_DETECTORS,
+    DEFAULT_PROPAGATORS,
+    DEGRADED,
+    ENTRY_POINT_GROUP,
+    FATAL,
+    LOG_LEVELS,
+    MODE_BACKEND,
+    MODE_SAMPLING,
+    MODES,
+    PROTOCOLS,
+    SAMPLERS,
+    SDK_DETECTORS,
+    TEMPORALITIES,
+    WARNING,
+    WELL_KNOWN_PORTS,
+    BackendPlan,
+    ExporterPlan,
+    Inputs,
+    Plan,
+    Problem,
+    SignalPlan,
+    _Layers,
+    _MANIFEST_KEYS,
+    _off,
+    _RATIO_SAMPLERS,
+    _SPEC_KEYS,
+    _dig,
+)
+from floe_otel_distro.redaction import redact_url
+
+
+class _Ctx:
+    """The state one build shares between its steps."""
+
+    def __init__(self, inputs: Inputs) -> None:
+        self.inputs = inputs
+        self.env = E.Env(inputs.environ)
+        self.layers = _Layers(self.env)
+        self.problems: list[Problem] = []
+        self.env_overrides: dict[str, str] = {}
+        self.manifest_endpoint: tuple[str, str] | None = None  # (url, where)
+        self.dev_console = False  # dev mode chose OTLP for an explicit destination: print the tree as well
+        self.reported: set[str] = set()  # header variables already reported (parsed once per signal)
+
+    def problem(self, severity: str, where: str, value: object, message: str) -> None:
+        self.problems.append(Problem(severity, where, str(value) if value is not None else "", message))
+
+    def collect(self) -> list[Problem]:
+        found = [Problem(f.severity, f.where, f.value, f.message) for f in self.env.findings]
+        self.env.findings.clear()
+        self.problems.extend(found)
+        return self.problems
+
+
+def build(inputs: Inputs) -> Plan:
+    """See :func:`floe_otel_distro.plan.build_plan`."""
+    ctx = _Ctx(inputs)
+    env = ctx.env
+    strict = env.flag(E.FLOE_OTEL_STRICT, env.raw(E.FLOE_OTEL_STRICT), False)
+    if env.flag(E.OTEL_SDK_DISABLED, env.raw(E.OTEL_SDK_DISABLED), False):
+        return _off("OTEL_SDK_DISABLED=true", strict, ctx.collect(), {})
+    _read_files(ctx)
+    layers = ctx.layers
+    value, where = layers.get("enabled")
+    if not env.flag(where, value, True):
+        return _off(f"disabled by {where}", strict, ctx.collect(), layers.sources)
+
+    value, where = layers.get("mode")
+    mode = env.choice(where, value, MODES, "dev") or "dev"
+    namespace = _text(layers.get("namespace")[0])
+    product = _text(layers.get("product_name")[0])
+    version = _text(layers.get("product_version")[0])
+    service = env.raw(E.OTEL_SERVICE_NAME) or product or "unknown_service"
+    floe_attrs = {
+        "floe.namespace": namespace or "default",
+        "floe.product.name": product or service,
+        "floe.product.version": version or "unknown",
+        "floe.mode": mode,
+    }
+    resource: dict[str, str] = {
+        "service.name": product or "unknown_service",
+        "deployment.environment.name": mode,
+        "deployment.environment": mode,
+        **floe_attrs,
+    }
+    if version:
+        resource["service.version"] = version
+
+    explicit = _explicit_destination(ctx)
+    backend = _backend(ctx, mode, explicit)
+    if backend is None:
+        return _off("no usable telemetry backend", strict, ctx.collect(), layers.sources)
+    signals = {signal: _signal(ctx, signal, backend, explicit) for signal in E.SIGNALS}
+    sampler, ratio = _sampler(ctx, mode)
+    _checks(ctx, mode, backend, signals)
+
+    value, where = layers.get("log_level")
+    level = (env.choice(where, value, LOG_LEVELS, "info") or "info").upper()
+    level = "WARNING" if level == "WARN" else level
+    temporality = env.choice(
+        E.OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE,
+        env.raw(E.OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE),
+        TEMPORALITIES,
+        "cumulative",
+    )
+    queue = env.number(E.OTEL_BSP_MAX_QUEUE_SIZE, env.raw(E.OTEL_BSP_MAX_QUEUE_SIZE), 2048, int, 1, 1_000_000)
+    batch = env.number(E.OTEL_BSP_MAX_EXPORT_BATCH_SIZE, env.raw(E.OTEL_BSP_MAX_EXPORT_BATCH_SIZE), 512, int, 1, 1_000_000)
+    if batch > queue:
+        env.degrade(E.OTEL_BSP_MAX_EXPORT_BATCH_SIZE, batch, f"larger than the queue; using {min(512, queue)}")
+        batch = min(512, queue)
+    delay = env.number(E.OTEL_BSP_SCHEDULE_DELAY, env.raw(E.OTEL_BSP_SCHEDULE_DELAY), 5000, int, 1, 3_600_000, " ms")
+    interval = env.number(
+        E.OTEL_METRIC_EXPORT_INTERVAL, env.raw(E.OTEL_METRIC_EXPORT_INTERVAL), 60000, int, 100, 86_400_000, " ms"
+    )
+    shutdown = env.number(E.FLOE_SHUTDOWN_TIMEOUT, env.raw(E.FLOE_SHUTDOWN_TIMEOUT), 2.0, float, 0.1, 60, " s")
+
+    propagators = _propagators(ctx)
+    detectors = _detectors(ctx)
+    instrumentors = _instrumentors(ctx)
+    problems = ctx.collect()
+    any_on = any(s.on for s in signals.values())
+    return Plan(
+        active=any_on,
+        off_reason=None if any_on else "every signal is off",
+        strict=strict,
+        mode=mode,
+        backend=backend,
+        signals=MappingProxyType(signals),
+        sampler=sampler,
+        sampler_ratio=ratio,
+        floe_attributes=MappingProxyType(floe_attrs),
+        resource=MappingProxyType(resource),
+        resource_detectors=detectors,
+        propagators=propagators,
+        baggage=MappingProxyType({"floe.namespace": floe_attrs["floe.namespace"]}),
+        instrumentors=MappingProxyType(instrumentors),
+        log_level=level,
+        metrics_temporality=temporality or "cumulative",
+        bsp_max_queue_size=queue,
+        bsp_max_export_batch_size=batch,
+        bsp_schedule_delay_ms=delay,
+        metric_export_interval_ms=interval,
+        shutdown_timeout_s=shutdown,
+        env_overrides=MappingProxyType(dict(ctx.env_overrides)),
+        sources=MappingProxyType(dict(layers.sources)),
+        problems=tuple(problems),
+    )
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+# --- files -----------------------------------------------------------------------------------------------------
+def _read_files(ctx: _Ctx) -> None:
+    """The spec and the manifest as layers; a file that cannot be used is skipped with one problem."""
+    from floe_otel_distro import files
+
+    load = ctx.inputs.load_yaml or files.load_yaml
+    spec_path = ctx.env.raw(E.FLOE_SPEC)
+    manifest_path = ctx.env.raw(E.FLOE_MANIFEST)
+    manifest_where = E.FLOE_MANIFEST
+    spec_doc: dict[str, Any] | None = None
+    if spec_path:
+        try:
+            spec_doc = load(spec_path, E.FLOE_SPEC)
+        except FileProblem as exc:
+            ctx.problem(DEGRADED, exc.where, exc.path, f"{exc.message}; the spec is ignored")
+    if spec_doc is not None and spec_path:
+        ref = _dig(spec_doc, ("platform", "manifest"))
+        if manifest_path is None and isinstance(ref, str) and ref.strip():
+            manifest_where = f"{spec_path}: platform.manifest"
+            if "://" in ref:
+                ctx.problem(
+                    WARNING,
+                    manifest_where,
+                    ref,
+                    "a registry reference, not a file: the manifest is not read (set FLOE_MANIFEST to a local copy)",
+                )
+            else:
+                import os.path
+
+                manifest_path = os.path.normpath(os.path.join(os.path.dirname(spec_path), ref))
+                ctx.layers.sources["manifest_path"] = f"spec:{spec_path} platform.manifest"
+    manifest_doc: dict[str, Any] | None = None
+    if manifest_path:
+        try:
+            manifest_doc = load(manifest_path, manifest_where)
+        except FileProblem as exc:
+            ctx.problem(DEGRADED, exc.where, exc.path, f"{exc.message}; the manifest is ignored")
+    # the spec (the product's own file) is stronger than the platform manifest
+    if spec_doc is not None:
+        ctx.layers.add_file(spec_doc, _SPEC_KEYS, f"spec:{spec_path}")
+    if manifest_doc is not None:
+        ctx.layers.add_file(manifest_doc, _MANIFEST_KEYS, f"manifest:{manifest_path}")
+        endpoint = _dig(manifest_doc, ("observability", "tracing", "endpoint"))
+        if isinstance(endpoint, str) and endpoint.strip():
+            ctx.manifest_endpoint = (endpoint.strip(), f"manifest:{manifest_path} observability.tracing.endpoint")
+
+
+# --- backend -----------------------------------------------------------------------------------------------------
+def _explicit_destination(ctx: _Ctx) -> bool:
+    """Whether the inputs name an OTLP destination (then OTLP is exported in every mode)."""
+    env = ctx.env
+    if env.first(E.OTEL_EXPORTER_OTLP_ENDPOINT, E.FLOE_OTLP_ENDPOINT)[1] or ctx.manifest_endpoint:
+        return True
+    for signal in E.SIGNALS:
+        if env.raw(E.signal_var("OTEL_EXPORTER_OTLP_{SIGNAL}_ENDPOINT", signal)):
+            return True
+        if "otlp" in (E.names(env.raw(f"OTEL_{signal.upper()}_EXPORTER")) or ()):
+            return True
+    return False
+
+
+def _backend(ctx: _Ctx, mode: str, explicit: bool) -> BackendPlan | None:
+    """The selected plugin, checked; None (with a fatal problem) when no usable backend exists."""
+    from floe_otel_distro.plugin import FLOE_API_VERSION, TelemetryBackendPlugin
+
+    value, where = ctx.layers.get("backend")
+    if value is not None and not isinstance(value, str):
+        ctx.problem(FATAL, where, type(value).__name__, "must be a backend name such as otlp, jaeger, console")
+        return None
+    name = (value or "").strip().lower() or MODE_BACKEND[mode]
+    source = where if value else f"default for mode {mode}"
+    if not value and name == "console" and explicit:
+        name, source = "otlp", "an OTLP destination is set (the console tree is printed as well)"
+        ctx.dev_console = True
+    refs = ctx.inputs.entry_points(ENTRY_POINT_GROUP)
+    found = candidates(refs, name)
+    if not found:
+        names = ", ".join(sorted({r.name for r in refs})) or "none"
+        ctx.problem(FATAL, where if value else E.FLOE_TELEMETRY_BACKEND, name, f"unknown telemetry backend; installed: {names}")
+        return None
+    winner = found[0]
+    shadows = tuple(f"{r.dist or '?'} {r.dist_version or ''}".strip() for r in found[1:])
+    try:
+        cls = winner.load()
+    except Exception as exc:
+        ctx.problem(FATAL, where, name, f"the plugin from {winner.dist} failed to import ({type(exc).__name__}: {exc})")
+        return None
+    if not (isinstance(cls, type) and issubclass(cls, TelemetryBackendPlugin)):
+        ctx.problem(FATAL, where, name, f"{winner.value} is not a floe_otel_distro.plugin.TelemetryBackendPlugin")
+        return None
+    if str(cls.floe_api_version).split(".")[0] != FLOE_API_VERSION.split(".")[0]:
+        ctx.problem(FATAL, where, name, f"built for floe API {cls.floe_api_version}, this distro speaks {FLOE_API_VERSION}")
+        return None
+    want, want_where = ctx.layers.get("backend_version")
+    if want is not None and str(want).strip() != cls.version:
+        ctx.problem(FATAL, want_where, want, f"installed {name!r} plugin is {cls.version}; pin that version or install it")
+        return None
+    config_value, config_where = ctx.layers.get("backend_config")
+    config: dict[str, Any] = {}
+    if isinstance(config_value, dict):
+        config = config_value
+    elif config_value is not None:
+        ctx.problem(DEGRADED, config_where, type(config_value).__name__, "must be a mapping; ignored")
+    secret_ref = _text(ctx.layers.get("backend_secret_ref")[0])
+    backend = BackendPlan(
+        name=name,
+        source=source,
+        dist=winner.dist,
+        dist_version=winner.dist_version,
+        plugin_version=str(cls.version),
+        floe_api_version=str(cls.floe_api_version),
+        sdk_exporters=MappingProxyType(dict(cls.sdk_exporters)),
+        shadows=shadows,
+        config=MappingProxyType(config),
+        secret_ref=secret_ref,
+        load=winner.load,
+    )
+    if shadows:
+        ctx.problem(WARNING, f"backend {name!r}", winner.dist or "", f"shadows {', '.join(shadows)} of the same name")
+    from floe_otel_distro.plugin import PluginContext
+
+    try:
+        plugin = cls()
+        plugin.configure(PluginContext(config=MappingProxyType(config), secret_ref=secret_ref, mode=mode))
+        for found_problem in plugin.validate():
+            severity = FATAL if found_problem.fatal else WARNING
+            ctx.problem(severity, found_problem.where, "", found_problem.message)
+            if found_problem.fatal:
+                return None
+    except Exception as exc:
+        ctx.problem(FATAL, where, name, f"the plugin failed its checks ({type(exc).__name__}: {exc})")
+        return None
+    return backend
+
+
+# --- exporters ----------------------------------------------------------------------------------------------------
+def _signal(ctx: _Ctx, signal: str, backend: BackendPlan, explicit: bool) -> SignalPlan:
+    env = ctx.env
+    value, where = ctx.layers.get(f"{signal}_enabled")
+    if not env.flag(where, value, True):
+        return SignalPlan(signal, (), f"disabled by {where}", False)
+    var = f"OTEL_{signal.upper()}_EXPORTER"
+    asked = E.names(env.raw(var))
+    if asked is not None:
+        if asked == ("none",) or not asked:
+            return SignalPlan(signal, (), f"{var}=none", False)
+        kinds, requested = [k for k in asked if k != "none"], True
+        if "none" in asked:
+            env.degrade(var, env.raw(var), "'none' cannot be combined with exporters; ignored")
+    else:
+        default = backend.sdk_exporters.get(signal, "otlp")
+        kinds = [] if default == "none" else [default]
+        if explicit and "otlp" not in kinds:
+            kinds.insert(0, "otlp")
+        if ctx.dev_console and signal == "traces":
+            kinds.append("console")
+        requested = bool(kinds)
+        if not kinds:
+            return SignalPlan(signal, (), f"the {backend.name} backend exports no {signal}", False)
+    exporters: list[ExporterPlan] = []
+    reasons: list[str] = []
+    for kind in kinds:
+        if kind == "otlp":
+            exporter, reason = _otlp(ctx, signal)
+        elif kind == "console":
+            exporter, reason = ExporterPlan("console"), None
+        else:
+            exporter, reason = _named_exporter(ctx, signal, var, kind)
+        if exporter is not None:
+            exporters.append(exporter)
+        elif reason:
+            reasons.append(reason)
+    if not exporters:
+        reason = "; ".join(reasons) or "no exporter"
+        return SignalPlan(signal, (), reason, requested)
+    return SignalPlan(signal, tuple(exporters), None, requested)
+
+
+def _named_exporter(ctx: _Ctx, signal: str, var: str, name: str) -> tuple[ExporterPlan | None, str | None]:
+    group = f"opentelemetry_{signal}_exporter"
+    if any(ref.name == name for ref in ctx.inputs.entry_points(group)):
+        return ExporterPlan(name), None
+    reason = f"{var}: no exporter {name!r} is installed"
+    ctx.problem(DEGRADED, var, name, "no such exporter installed; use otlp, console or none (it is left out)")
+    return None, reason
+
+
+def _otlp(ctx: _Ctx, signal: str) -> tuple[ExporterPlan | None, str | None]:
+    env = ctx.env
+    per_signal = E.signal_var("OTEL_EXPORTER_OTLP_{SIGNAL}_ENDPOINT", signal)
+    url, where = env.raw(per_signal), per_signal
+    full = url is not None
+    if url is None:
+        value, where = ctx.layers.get("endpoint")
+        url = _text(value)
+    proto_var = E.signal_var("OTEL_EXPORTER_OTLP_{SIGNAL}_PROTOCOL", signal)
+    proto, proto_where = env.first(proto_var, E.OTEL_EXPORTER_OTLP_PROTOCOL, E.FLOE_OTLP_PROTOCOL)
+    if proto is None:
+        value, proto_where = ctx.layers.get("protocol")
+        proto = _text(value)
+    protocol = env.choice(proto_where or "protocol", proto, PROTOCOLS, None) if proto else None
+    port = _port_of(url) if url else None
+    if protocol is None:
+        protocol = WELL_KNOWN_PORTS.get(port or 0, "http/protobuf")
+    elif port in WELL_KNOWN_PORTS and WELL_KNOWN_PORTS[port] != protocol:
+        ctx.problem(
+            WARNING,
+            proto_where or "protocol",
+            protocol,
+            f"port {port} is the collector's {WELL_KNOWN_PORTS[port]} port: nothing will arrive unless the "
+            f"collector speaks {protocol} there (use port {4317 if protocol == 'grpc' else 4318})",
+        )
+    insecure_var = E.signal_var("OTEL_EXPORTER_OTLP_{SIGNAL}_INSECURE", signal)
+    insecure_raw, insecure_where = env.first(insecure_var, E.OTEL_EXPORTER_OTLP_INSECURE)
+    insecure = env.flag(insecure_where or E.OTEL_EXPORTER_OTLP_INSECURE, insecure_raw, False)
+    if url is None:
+        url, where = ("http://localhost:4317" if protocol == "grpc" else "http://localhost:4318"), "default"
+    checked = _check_endpoint(ctx, url, where, protocol)
+    if checked is None:
+        return None, f"{where}: unusable endpoint"
+    url = checked
+    if protocol == "grpc":
+        if not ctx.inputs.grpc_available():
+            ctx.problem(
+                DEGRADED,
+                proto_where or f"port {port}",
+                "grpc",
+                f"{signal}: the OTLP/gRPC exporter is not installed; pip install 'floe-otel-distro[grpc]' "
+                "or set OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf with the collector's 4318 port",
+            )
+            return None, "the OTLP/gRPC exporter is not installed"
+        insecure = insecure or url.startswith("http://")
+    elif not full:
+        url = url.rstrip("/") + f"/v1/{signal}"
+    timeout_var = E.signal_var("OTEL_EXPORTER_OTLP_{SIGNAL}_TIMEOUT", signal)
+    timeout_raw, timeout_where = env.first(timeout_var, E.OTEL_EXPORTER_OTLP_TIMEOUT, E.FLOE_EXPORT_TIMEOUT)
+    timeout = env.number(timeout_where or timeout_var, timeout_raw, 10.0, float, 0.001, 120, " s")
+    headers = _headers(ctx, signal)
+    return (
+        ExporterPlan("otlp", protocol, url, where, insecure, timeout, MappingProxyType(headers)),
+        None,
+    )
+
+
+def _port_of(url: str) -> int | None:
+    try:
+        return urlsplit(url if "://" in url else f"//{url}").port
+    except ValueError:
+        return None
+
+
+def _check_endpoint(ctx: _Ctx, url: str, where: str, protocol: str) -> str | None:
+    """The endpoint, if usable; else one degraded problem and None (the signal cannot export)."""
+    shown = redact_url(url)
+    candidate = url if "://" in url else (f"http://{url}" if protocol == "grpc" else url)
+    parts = urlsplit(candidate)
+    problem = None
+    if parts.scheme not in ("http", "https"):
+        problem = "not an http(s) URL; use e.g. http://otel-collector:4318"
+    elif not parts.hostname:
+        problem = "has no host; use e.g. http://otel-collector:4318"
+    elif parts.query or parts.fragment:
+        problem = "must not carry a query string or fragment (the signal path is appended to it)"
+    else:
+        try:
+            port = parts.port
+        except ValueError:
+            port = -1
+        if port is not None and not 1 <= port <= 65535:
+            problem = "has an invalid port; use 1-65535"
+    if problem:
+        ctx.problem(DEGRADED, where, shown, f"{problem}; this signal is not exported")
+        return None
+    return candidate
+
+
+def _headers(ctx: _Ctx, signal: str) -> dict[str, str]:
+    """OTLP headers as the exporters parse them: the per-signal variable replaces the generic one."""
+    env = ctx.env
+    per_signal = E.signal_var("OTEL_EXPORTER_OTLP_{SIGNAL}_HEADERS", signal)
+    text, where = env.first(per_signal, E.OTEL_EXPORTER_OTLP_HEADERS, E.FLOE_OTLP_HEADERS)
+    out: dict[str, str] = {}
+    path = env.raw(E.FLOE_OTLP_HEADERS_FILE)
+    if path and where != per_signal:
+        from floe_otel_distro import files
+
+        read = ctx.inputs.read_text or files.read_text
+        try:
+            out.update(_parse_headers(ctx, read(path, E.FLOE_OTLP_HEADERS_FILE, MAX_HEADERS_BYTES), E.FLOE_OTLP_HEADERS_FILE))
+        except FileProblem as exc:
+            ctx.problem(DEGRADED, exc.where, exc.path, f"{exc.message}; exporting without these headers")
+    if text and where:
+        out.update(_parse_headers(ctx, text, where))
+    return out
+
+
+def _parse_headers(ctx: _Ctx, text: str, where: str) -> dict[str, str]:
+    """``name=value`` pairs (comma- or newline-separated, URL-encoded); bad entries dropped, never echoed."""
+    out: dict[str, str] = {}
+    bad = 0
+    for raw in text.replace("\r\n", "\n").replace("\n", ",").split(","):
+        item = raw.strip()
+        if not item:
+            continue
+        key, sep, value = item.partition("=")
+        name = unquote(key).strip().lower()
+        value = unquote(value).strip()
+        if not sep or not name or not _token(name) or any(c in value for c in "\r\n\x00"):
+            bad += 1
+            continue
+        out[name] = value
+    if bad and where not in ctx.reported:
+        ctx.reported.add(where)
+        ctx.problem(
+            DEGRADED,
+            where,
+            "<redacted>",
+            f"{bad} entr{'y' if bad == 1 else 'ies'} not of the form name=value (values not shown); left out",
+        )
+    return out
+
+
+def _token(name: str) -> bool:
+    return all(c.isascii() and (c.isalnum() or c in "!#$%&'*+-.^_`|~") for c in name)
+
+
+# --- sampler, propagators, detectors, instrumentors ---------------------------------------------------------
+def _sampler(ctx: _Ctx, mode: str) -> tuple[str, float | None]:
+    env = ctx.env
+    name = env.choice(E.OTEL_TRACES_SAMPLER, env.raw(E.OTEL_TRACES_SAMPLER), SAMPLERS, "parentbased_traceidratio")
+    name = name or "parentbased_traceidratio"
+    if name not in _RATIO_SAMPLERS:
+        return name, None
+    value, where = ctx.layers.get("sampling_ratio")
+    ratio = env.number(where, value, MODE_SAMPLING[mode], float, 0.0, 1.0)
+    arg = env.raw(E.OTEL_TRACES_SAMPLER_ARG)
+    if arg is not None:
+        ratio = env.number(E.OTEL_TRACES_SAMPLER_ARG, arg, ratio, float, 0.0, 1.0)
+        ctx.layers.sources["sampling_ratio"] = f"env:{E.OTEL_TRACES_SAMPLER_ARG}"
+    return name, ratio
+
+
+def _propagators(ctx: _Ctx) -> tuple[str, ...]:
+    asked = E.names(ctx.env.raw(E.OTEL_PROPAGATORS))
+    if asked is None:  # the API's own default (no entry-point scan)
+        return DEFAULT_PROPAGATORS
+    if asked == ("none",):
+        return ()
+    unknown = [n for n in asked if n not in API_PROPAGATORS]
+    if unknown:
+        installed = {ref.name for ref in ctx.inputs.entry_points("opentelemetry_propagator")}
+        missing = [n for n in unknown if n not in installed]
+        if missing:
+            kept = tuple(n for n in asked if n not in missing and n != "none")
+            ctx.env.degrade(
+                E.OTEL_PROPAGATORS,
+                ctx.env.raw(E.OTEL_PROPAGATORS),
+                f"{', '.join(missing)} not installed (pip install opentelemetry-propagator-<name>); "
+                f"using {','.join(kept) or 'none'}",
+            )
+            ctx.env_overrides[E.OTEL_PROPAGATORS] = ",".join(kept) or "none"
+            return kept
+    return tuple(n for n in asked if n != "none")
+
+
+def _detectors(ctx: _Ctx) -> tuple[str, ...]:
+    asked = E.names(ctx.env.raw(E.OTEL_EXPERIMENTAL_RESOURCE_DETECTORS))
+    if asked is None or asked == DEFAULT_DETECTORS:
+        ctx.env_overrides[E.OTEL_EXPERIMENTAL_RESOURCE_DETECTORS] = ",".join(DEFAULT_DETECTORS)
+        return DEFAULT_DETECTORS
+    ours = {"floe", "floe_process"}
+    unknown = [n for n in asked if n not in SDK_DETECTORS and n not in ours]
+    if unknown:
+        installed = {ref.name for ref in ctx.inputs.entry_points("opentelemetry_resource_detector")}
+        missing = [n for n in unknown if n not in installed]
+        if missing:
+            kept = tuple(n for n in asked if n not in missing)
+            ctx.env.degrade(
+                E.OTEL_EXPERIMENTAL_RESOURCE_DETECTORS,
+                ctx.env.raw(E.OTEL_EXPERIMENTAL_RESOURCE_DETECTORS),
+                f"no resource detector {', '.join(missing)} is installed; using {','.join(kept) or 'the defaults'}",
+            )
+            asked = kept
+    if "floe" not in asked:
+        asked = ("floe", *asked)  # floe's attributes are what this distro is for
+    ctx.env_overrides[E.OTEL_EXPERIMENTAL_RESOURCE_DETECTORS] = ",".join(asked)
+    return asked
+
+
+def _instrumentors(ctx: _Ctx) -> dict[str, bool]:
+    disabled = set(E.names(ctx.env.raw(E.OTEL_PYTHON_DISABLED_INSTRUMENTATIONS)) or ())
+    refs = ctx.inputs.entry_points("opentelemetry_instrumentor")
+    return {ref.name: ("*" not in disabled and ref.name not in disabled) for ref in refs}
+
+
+# --- cross checks -----------------------------------------------------------------------------------------------
+def _host_port(url: str) -> tuple[str, int | None]:
+    parts = urlsplit(url if "://" in url else f"//{url}")
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return (parts.hostname or "").lower(), port
+
+
+def _checks(ctx: _Ctx, mode: str, backend: BackendPlan, signals: Mapping[str, SignalPlan]) -> None:
+    """Collector bypass in prod, and an endpoint that no signal uses."""
+    otlp = [(s, e) for s, p in signals.items() for e in p.exporters if e.kind == "otlp"]
+    endpoint_set = ctx.env.first(E.OTEL_EXPORTER_OTLP_ENDPOINT, E.FLOE_OTLP_ENDPOINT)
+    if endpoint_set[1] and not otlp:
+        ctx.problem(WARNING, endpoint_set[1], redact_url(endpoint_set[0] or ""), "no signal exports OTLP, so this is unused")
+    if mode != "prod" or ctx.manifest_endpoint is None or backend.name == "console":
+        return
+    declared, declared_where = ctx.manifest_endpoint
+    want_host, want_port = _host_port(declared)
+    for signal, exporter in otlp:
+        host, port = _host_port(exporter.endpoint or "")
+        same_port = port == want_port or port is None or want_port is None or {port, want_port} <= {4317, 4318}
+        if host == want_host and same_port:
+            continue
+        ctx.problem(
+            WARNING,
+            exporter.endpoint_source or "OTLP endpoint",
+            redact_url(exporter.endpoint or ""),
+            f"{signal} bypass the platform collector {redact_url(declared)} ({declared_where}) in prod; "
+            "exporting there anyway (unset it to use the platform collector)",
+        )
+        return

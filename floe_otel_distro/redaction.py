@@ -1,0 +1,60 @@
+"""The one redaction function behind everything the distro prints, writes or reports.
+
+``redact_url`` removes credentials from a URL of any shape (with or without a scheme, ``@`` or ``/`` in
+the password) and the values of its query string; ``redact`` walks any value (mappings at any depth,
+lists, strings) and replaces secret-named keys' values and every URL's credentials.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+REDACTED = "<redacted>"
+_SECRET_KEY = re.compile(
+    r"(authorization|api[-_]?key|token|secret|password|passwd|pwd|credential|private[-_]?key|auth)", re.IGNORECASE
+)
+_SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)")
+
+
+def is_secret_key(name: str) -> bool:
+    """Whether a header / config key names a credential."""
+    return bool(_SECRET_KEY.search(name))
+
+
+def redact_url(url: str) -> str:
+    """``url`` without user info (``***``) and without query-string values; safe to print."""
+    text = str(url)
+    match = _SCHEME.match(text)
+    scheme = match.group(1) if match else ""
+    rest = text[len(scheme) :]
+    # The authority ends at the first '/', '?' or '#' after the last '@' that precedes the path:
+    # a password may itself contain '/' or '@', so take the LAST '@' before the first '?'/'#'.
+    head = re.split(r"[?#]", rest, maxsplit=1)[0]
+    if "@" in head:
+        at = head.rfind("@")
+        rest = "***@" + rest[at + 1 :]
+    if "?" in rest:
+        base, _, query = rest.partition("?")
+        query, hash_, fragment = query.partition("#")
+        keys = [part.split("=", 1)[0] for part in query.split("&") if part]
+        rest = base + "?" + "&".join(f"{k}={REDACTED}" for k in keys) + (hash_ + fragment if fragment else "")
+    return scheme + rest
+
+
+def _looks_like_url(text: str) -> bool:
+    return "://" in text or ("@" in text and ":" in text)
+
+
+def redact(value: Any, *, key: str = "") -> Any:
+    """``value`` with secret-named keys' values and URL credentials replaced, at any depth."""
+    if key and is_secret_key(key):
+        return REDACTED
+    if isinstance(value, Mapping):
+        return {str(k): redact(v, key=str(k)) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact(v) for v in value]
+    if isinstance(value, str) and _looks_like_url(value):
+        return redact_url(value)
+    return value
