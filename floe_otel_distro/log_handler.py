@@ -5,18 +5,16 @@ Two stdlib behaviours would change if we simply added a handler to the root logg
   that never configured logging would lose its console warnings;
 - ``logging.basicConfig()`` does nothing when the root logger already has a handler, so the app's own
   configuration (level, format, console handler) would be silently ignored.
-``FloeLoggingHandler`` re-creates the first; ``keep_handler_attached`` (applied by the log-correlation
-instrumentor) makes ``basicConfig``/``dictConfig``/``fileConfig`` run as if our handler were absent and
-re-attaches it afterwards.
+``FloeLoggingHandler`` re-creates the first. For the second, the ``floe_logging`` instrumentor
+(:mod:`floe_otel_distro.instrumentation.logging_config`) runs ``basicConfig``/``dictConfig``/``fileConfig``
+inside :func:`detached`: as if our handler were absent, re-attached afterwards.
 """
 
 from __future__ import annotations
 
-import functools
+import contextlib
 import logging
-import logging.config
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Iterator
 
 from opentelemetry.sdk._logs import LoggingHandler
 
@@ -45,43 +43,16 @@ def _attached() -> list[logging.Handler]:
     return [h for h in logging.getLogger().handlers if isinstance(h, FloeLoggingHandler)]
 
 
-def _without_ours(fn: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        root = logging.getLogger()
-        ours = _attached()
+@contextlib.contextmanager
+def detached() -> Iterator[None]:
+    """Take our handlers off the root logger for the block; put back those the block did not re-add."""
+    root = logging.getLogger()
+    ours = _attached()
+    for handler in ours:
+        root.removeHandler(handler)
+    try:
+        yield
+    finally:
         for handler in ours:
-            root.removeHandler(handler)
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            for handler in ours:
-                if handler not in root.handlers:
-                    root.addHandler(handler)
-
-    wrapper.__floe_wrapped__ = fn  # type: ignore[attr-defined]
-    return wrapper
-
-
-_TARGETS: tuple[tuple[Any, str], ...] = (
-    (logging, "basicConfig"),
-    (logging.config, "dictConfig"),
-    (logging.config, "fileConfig"),
-)
-
-
-def keep_handler_attached() -> None:
-    """Wrap the stdlib logging-configuration functions (idempotent; undone by ``release_handler``)."""
-    for owner, name in _TARGETS:
-        current = getattr(owner, name)
-        if not hasattr(current, "__floe_wrapped__"):
-            setattr(owner, name, _without_ours(current))
-
-
-def release_handler() -> None:
-    """Restore the original stdlib functions."""
-    for owner, name in _TARGETS:
-        current = getattr(owner, name)
-        original = getattr(current, "__floe_wrapped__", None)
-        if original is not None:
-            setattr(owner, name, original)
+            if handler not in root.handlers:
+                root.addHandler(handler)

@@ -27,13 +27,13 @@ from collections.abc import Callable, Collection, MutableMapping, Sequence
 from types import ModuleType
 from typing import Any
 
+import wrapt
 from opentelemetry import context, trace
 from opentelemetry._logs import SeverityNumber
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
+from opentelemetry.instrumentation.utils import unwrap
 
-from floe_otel_distro import log_handler
-from floe_otel_distro.instrumentation._import_hooks import when_imported
-from floe_otel_distro.instrumentation._patching import Patch, patch, unpatch_all
+from floe_otel_distro.instrumentation._hooks import ImportHooks
 
 _log = logging.getLogger(__name__)
 
@@ -54,8 +54,10 @@ class _State:
     def __init__(self) -> None:
         self.active = False
         self.export_structlog = True
-        self.factory: AnyCallable | None = None
-        self.structlog_patches: list[Patch] = []
+        self.hooks = ImportHooks()
+        self.factory: AnyCallable | None = None  # our LogRecord factory
+        self.original_factory: AnyCallable | None = None  # the one it wraps
+        self.structlog_wrapped: list[tuple[Any, str]] = []  # (owner, attribute), for unwrap
         self.otel_loggers: dict[str, Any] = {}
         self.emitting = threading.local()  # per-thread recursion guard for the structlog export
 
@@ -75,7 +77,7 @@ def _current_ids() -> tuple[str, str, str] | None:
 
 
 # ---- stdlib logging ---------------------------------------------------------------------------------
-def _wrap_record_factory(original: AnyCallable) -> AnyCallable:
+def _record_factory(original: AnyCallable) -> AnyCallable:
     def record_factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
         record: logging.LogRecord = original(*args, **kwargs)
         if _state.active:
@@ -84,7 +86,6 @@ def _wrap_record_factory(original: AnyCallable) -> AnyCallable:
                 record.trace_id, record.span_id, record.trace_flags = ids
         return record
 
-    record_factory.__floe_original__ = original  # type: ignore[attr-defined]
     return record_factory
 
 
@@ -199,34 +200,27 @@ def _remove_structlog_processor(structlog: ModuleType) -> None:
         config.default_processors = [p for p in processors if p is not add_trace_context]
 
 
-def _wrap_configure(structlog: ModuleType) -> Callable[[AnyCallable], AnyCallable]:
-    def factory(original: AnyCallable) -> AnyCallable:
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            result = original(*args, **kwargs)
-            if _state.active:
-                try:
-                    ensure_structlog_processor(structlog)
-                except Exception:
-                    _log.debug("floe-otel: could not add the structlog trace processor", exc_info=True)
-            return result
-
-        wrapper.__name__ = getattr(original, "__name__", "configure")
-        wrapper.__doc__ = getattr(original, "__doc__", None)
-        wrapper.__wrapped__ = original  # type: ignore[attr-defined]
-        return wrapper
-
-    return factory
+def _after_configure(wrapped: AnyCallable, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """wrapt wrapper of ``structlog.configure``/``reset_defaults``: re-insert our processor afterwards."""
+    result = wrapped(*args, **kwargs)
+    structlog = sys.modules.get("structlog")
+    if _state.active and structlog is not None:
+        try:
+            ensure_structlog_processor(structlog)
+        except Exception:
+            _log.debug("floe-otel: could not add the structlog trace processor", exc_info=True)
+    return result
 
 
 def _patch_structlog(structlog: ModuleType) -> None:
-    if not _state.active:
-        return
     config_module = getattr(structlog, "_config", None)
     for owner in (structlog, config_module):
         if owner is None:
             continue
         for name in ("configure", "reset_defaults"):
-            patch(owner, name, _wrap_configure(structlog), _state.structlog_patches)
+            if callable(getattr(owner, name, None)):
+                wrapt.wrap_function_wrapper(owner, name, _after_configure)
+                _state.structlog_wrapped.append((owner, name))
     ensure_structlog_processor(structlog)
 
 
@@ -239,21 +233,22 @@ class LogCorrelationInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     def _instrument(self, **kwargs: Any) -> None:
         _state.active = True
         _state.export_structlog = bool(kwargs.get("export_structlog", True))
-        factory = _wrap_record_factory(logging.getLogRecordFactory())
-        _state.factory = factory
-        logging.setLogRecordFactory(factory)
-        when_imported("structlog", _patch_structlog)
-        # the app's basicConfig()/dictConfig() must still take effect with our OTel handler on the root logger
-        log_handler.keep_handler_attached()
+        _state.hooks.activate()
+        _state.original_factory = logging.getLogRecordFactory()
+        _state.factory = _record_factory(_state.original_factory)
+        logging.setLogRecordFactory(_state.factory)
+        _state.hooks.when_imported("structlog", _patch_structlog)
 
     def _uninstrument(self, **kwargs: Any) -> None:
         _state.active = False
-        log_handler.release_handler()
-        current = logging.getLogRecordFactory()
-        if _state.factory is not None and current is _state.factory:
-            logging.setLogRecordFactory(_state.factory.__floe_original__)  # type: ignore[attr-defined]
-        _state.factory = None
-        unpatch_all(_state.structlog_patches)
+        _state.hooks.deactivate()
+        original = _state.original_factory
+        if original is not None and logging.getLogRecordFactory() is _state.factory:
+            logging.setLogRecordFactory(original)
+        _state.factory = _state.original_factory = None
+        for owner, name in reversed(_state.structlog_wrapped):
+            unwrap(owner, name)
+        _state.structlog_wrapped.clear()
         structlog = sys.modules.get("structlog")
         if structlog is not None:
             _remove_structlog_processor(structlog)

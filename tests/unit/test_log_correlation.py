@@ -1,7 +1,11 @@
-"""Trace ids on stdlib log records and structlog events; structlog export to OTel logs without duplicates."""
+"""Trace ids on stdlib log records and structlog events; structlog export to OTel logs without duplicates.
+
+Also the floe_logging instrumentor: the app's basicConfig/dictConfig still work next to our OTel handler.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -19,6 +23,8 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from floe_otel_distro.instrumentation import log_correlation
 from floe_otel_distro.instrumentation.log_correlation import LogCorrelationInstrumentor, add_trace_context
+from floe_otel_distro.instrumentation.logging_config import LoggingConfigInstrumentor
+from floe_otel_distro.log_handler import FloeLoggingHandler
 
 
 class _ListHandler(logging.Handler):
@@ -289,3 +295,92 @@ def test_structlog_export_from_many_threads_loses_nothing(
     for t in threads:
         t.join()
     assert len(otel_logs.get_finished_logs()) == 800
+
+
+def test_structlog_hook_keeps_the_normal_loader() -> None:
+    """Under the post-import hook for structlog, importlib.resources and __spec__.loader are as without us."""
+    code = """
+import importlib.machinery, importlib.resources, sys
+from floe_otel_distro.instrumentation.log_correlation import LogCorrelationInstrumentor
+LogCorrelationInstrumentor().instrument()
+assert "structlog" not in sys.modules
+import structlog
+normal = importlib.machinery.PathFinder.find_spec("structlog").loader
+print(importlib.resources.files("structlog").joinpath("__init__.py").is_file(),
+      type(structlog.__spec__.loader) is type(normal), structlog.__loader__ is structlog.__spec__.loader,
+      structlog.configure is not structlog._config.configure.__wrapped__)
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["True", "True", "True", "True"]
+
+
+# ---- the app's logging configuration next to our OTel handler (floe_logging) -------------------------
+@contextlib.contextmanager
+def _root_with_only(handler: logging.Handler) -> Iterator[logging.Logger]:
+    """The root logger with ``handler`` as its only handler (as the configurator leaves it); restored after."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level  # pytest's own capture handlers among them
+    root.handlers[:] = [handler]
+    try:
+        yield root
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+
+
+@pytest.fixture
+def ours() -> Iterator[FloeLoggingHandler]:
+    """floe's OTel handler, with the floe_logging instrumentor instrumented."""
+    handler = FloeLoggingHandler(logger_provider=LoggerProvider(shutdown_on_exit=False))
+    inst = LoggingConfigInstrumentor()
+    inst.instrument()
+    yield handler
+    inst.uninstrument()
+
+
+def test_basic_config_takes_effect_next_to_our_handler(ours: FloeLoggingHandler) -> None:
+    """logging.basicConfig() configures the root logger as if our handler were absent; ours stays attached."""
+    console = _ListHandler()
+    with _root_with_only(ours) as root:
+        logging.basicConfig(level=logging.INFO, handlers=[console])
+        assert root.level == logging.INFO
+        assert console in root.handlers and ours in root.handlers
+
+
+def test_dict_config_keeps_our_handler() -> None:
+    """logging.config (imported after instrument) dictConfig replacing the root handlers keeps ours attached."""
+    code = """
+import logging, sys
+from opentelemetry.sdk._logs import LoggerProvider
+from floe_otel_distro.instrumentation.logging_config import LoggingConfigInstrumentor
+from floe_otel_distro.log_handler import FloeLoggingHandler
+ours = FloeLoggingHandler(logger_provider=LoggerProvider(shutdown_on_exit=False))
+logging.getLogger().addHandler(ours)
+LoggingConfigInstrumentor().instrument()
+assert "logging.config" not in sys.modules
+import logging.config
+logging.config.dictConfig({
+    "version": 1,
+    "handlers": {"console": {"class": "logging.StreamHandler", "level": "DEBUG"}},
+    "root": {"level": "WARNING", "handlers": ["console"]},
+})
+root = logging.getLogger()
+console = any(type(h) is logging.StreamHandler for h in root.handlers)
+print(root.level == logging.WARNING, ours in root.handlers, console)
+"""
+    proc = subprocess.run([sys.executable, "-W", "ignore", "-c", code], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["True", "True", "True"]
+
+
+def test_uninstrument_restores_the_logging_functions() -> None:
+    """uninstrument puts the original basicConfig/dictConfig/fileConfig back."""
+    import logging.config
+
+    originals = (logging.basicConfig, logging.config.dictConfig, logging.config.fileConfig)
+    inst = LoggingConfigInstrumentor()
+    inst.instrument()
+    assert logging.basicConfig is not originals[0] and logging.config.dictConfig is not originals[1]
+    inst.uninstrument()
+    assert (logging.basicConfig, logging.config.dictConfig, logging.config.fileConfig) == originals
