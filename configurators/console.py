@@ -9,13 +9,12 @@ from __future__ import annotations
 import sys
 import threading
 from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import IO, Any, ClassVar
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import StatusCode
-
-from types import MappingProxyType
 
 from floe_otel_distro.plugin import TelemetryBackendPlugin
 

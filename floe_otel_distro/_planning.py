@@ -12,14 +12,16 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from floe_otel_distro import env as E
-from floe_otel_distro.backends import candidates
+from floe_otel_distro.backends import ENTRY_POINT_GROUP, candidates
 from floe_otel_distro.files import MAX_HEADERS_BYTES, FileProblem
 from floe_otel_distro.plan import (
+    _MANIFEST_KEYS,
+    _RATIO_SAMPLERS,
+    _SPEC_KEYS,
     API_PROPAGATORS,
     DEFAULT_DETECTORS,
     DEFAULT_PROPAGATORS,
     DEGRADED,
-    ENTRY_POINT_GROUP,
     FATAL,
     LOG_LEVELS,
     MODE_BACKEND,
@@ -37,12 +39,9 @@ from floe_otel_distro.plan import (
     Plan,
     Problem,
     SignalPlan,
-    _Layers,
-    _MANIFEST_KEYS,
-    _off,
-    _RATIO_SAMPLERS,
-    _SPEC_KEYS,
     _dig,
+    _Layers,
+    _off,
 )
 from floe_otel_distro.redaction import redact_url
 

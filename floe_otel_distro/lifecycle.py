@@ -30,7 +30,6 @@ from collections.abc import Callable
 from types import FrameType, ModuleType
 from typing import Any
 
-from floe_otel_distro._settings_core import SettingsView
 
 HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 PROBE_TIMEOUT_S = 0.5  # at most this much of the budget goes to finding out that the collector is down
@@ -298,11 +297,11 @@ def _watch_multiprocessing(module: ModuleType) -> None:
 _install_pid = os.getpid()
 
 
-def install(providers: list[Any], settings: SettingsView) -> None:
+def install(providers: list[Any], shutdown_timeout_s: float) -> None:
     """Register exit, signal and fork hooks for ``providers``."""
     global _budget_s, _install_pid, _fork_hooks_installed
     _providers[:] = providers
-    _budget_s = settings.shutdown_timeout
+    _budget_s = shutdown_timeout_s
     _install_pid = os.getpid()
     atexit.unregister(flush_and_shutdown)
     atexit.register(flush_and_shutdown)

@@ -15,10 +15,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 from floe_otel_distro import env as E
-from floe_otel_distro.backends import ENTRY_POINT_GROUP, EntryPointRef, installed_entry_points
+from floe_otel_distro.backends import EntryPointRef, installed_entry_points
 from floe_otel_distro.redaction import redact_url
 
 FATAL, DEGRADED, WARNING = "fatal", "degraded", "warning"

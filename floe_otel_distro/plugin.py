@@ -136,8 +136,8 @@ def verify_plugin(cls: type[TelemetryBackendPlugin], config: Mapping[str, Any] |
     for attr in ("name", "version", "floe_api_version"):
         if not isinstance(getattr(cls, attr, None), str) or not getattr(cls, attr):
             errors.append(f"{attr} must be a non-empty string class attribute")
-    if str(getattr(cls, "floe_api_version", "")).split(".")[0] != FLOE_API_VERSION.split(".")[0]:
-        errors.append(f"floe_api_version must share major version {FLOE_API_VERSION.split('.')[0]}")
+    if str(getattr(cls, "floe_api_version", "")).split(".")[0] != FLOE_API_VERSION.split(".", maxsplit=1)[0]:
+        errors.append(f"floe_api_version must share major version {FLOE_API_VERSION.split('.', maxsplit=1)[0]}")
     for signal in _SIGNALS:
         if cls.sdk_exporters.get(signal) not in EXPORT_KINDS:
             errors.append(f"sdk_exporters[{signal!r}] must be one of {', '.join(EXPORT_KINDS)}")

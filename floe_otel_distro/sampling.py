@@ -15,7 +15,6 @@ from opentelemetry.sdk.trace.sampling import (
 )
 
 
-
 def build_sampler(name: str, ratio: float | None) -> Sampler:
     """The sampler the plan names (``ratio`` for the ratio-based ones)."""
     ratio = 1.0 if ratio is None else ratio
