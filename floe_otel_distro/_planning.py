@@ -57,7 +57,8 @@ class _Ctx:
         self.env_overrides: dict[str, str] = {}
         self.manifest_endpoint: tuple[str, str] | None = None  # (url, where)
         self.dev_console = False  # dev mode chose OTLP for an explicit destination: print the tree as well
-        self.reported: set[str] = set()  # header variables already reported (parsed once per signal)
+        self.reported: set[str] = set()
+        self.otlp_wanted = False  # some signal asked for OTLP (even if it could not get it)  # header variables already reported (parsed once per signal)
 
     def problem(self, severity: str, where: str, value: object, message: str) -> None:
         self.problems.append(Problem(severity, where, str(value) if value is not None else "", message))
@@ -334,6 +335,7 @@ def _signal(ctx: _Ctx, signal: str, backend: BackendPlan, explicit: bool) -> Sig
     reasons: list[str] = []
     for kind in kinds:
         if kind == "otlp":
+            ctx.otlp_wanted = True
             exporter, reason = _otlp(ctx, signal)
         elif kind == "console":
             exporter, reason = ExporterPlan("console"), None
@@ -375,6 +377,7 @@ def _otlp(ctx: _Ctx, signal: str) -> tuple[ExporterPlan | None, str | None]:
     port = _port_of(url) if url else None
     if protocol is None:
         protocol = WELL_KNOWN_PORTS.get(port or 0, "http/protobuf")
+        proto_where = f"{where} (port {port})" if port in WELL_KNOWN_PORTS else "the default protocol"
     elif port in WELL_KNOWN_PORTS and WELL_KNOWN_PORTS[port] != protocol:
         ctx.problem(
             WARNING,
@@ -396,7 +399,7 @@ def _otlp(ctx: _Ctx, signal: str) -> tuple[ExporterPlan | None, str | None]:
         if not ctx.inputs.grpc_available():
             ctx.problem(
                 DEGRADED,
-                proto_where or f"port {port}",
+                proto_where or "protocol",
                 "grpc",
                 f"{signal}: the OTLP/gRPC exporter is not installed; pip install 'floe-otel-distro[grpc]' "
                 "or set OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf with the collector's 4318 port",
@@ -580,7 +583,7 @@ def _checks(ctx: _Ctx, mode: str, backend: BackendPlan, signals: Mapping[str, Si
     """Collector bypass in prod, and an endpoint that no signal uses."""
     otlp = [(s, e) for s, p in signals.items() for e in p.exporters if e.kind == "otlp"]
     endpoint_set = ctx.env.first(E.OTEL_EXPORTER_OTLP_ENDPOINT, E.FLOE_OTLP_ENDPOINT)
-    if endpoint_set[1] and not otlp:
+    if endpoint_set[1] and not ctx.otlp_wanted:
         ctx.problem(WARNING, endpoint_set[1], redact_url(endpoint_set[0] or ""), "no signal exports OTLP, so this is unused")
     if mode != "prod" or ctx.manifest_endpoint is None or backend.name == "console":
         return

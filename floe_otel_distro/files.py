@@ -33,6 +33,8 @@ def read_text(path: str, where: str, cap: int) -> str:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
         raise FileProblem(where, path, f"cannot open the file ({exc.strerror}); fix the path") from None
+    except ValueError:  # an embedded NUL byte
+        raise FileProblem(where, path.replace("\x00", "\\0"), "not a valid path; fix it") from None
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):

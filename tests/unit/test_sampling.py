@@ -11,7 +11,7 @@ from opentelemetry.sdk.trace.sampling import Decision, Sampler
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from floe_otel_distro.sampling import build_sampler
-from floe_otel_distro.settings import load_settings
+from floe_otel_distro.plan import Inputs, build_plan
 from tests.unit.conftest import write_yaml
 
 N = 1000
@@ -30,7 +30,8 @@ def ratio_based(ratio: float) -> str:
 
 def sampler_for(env: dict[str, str]) -> Sampler:
     """The sampler the distro builds for ``env``."""
-    return build_sampler(load_settings(env).settings)
+    plan = build_plan(Inputs(env))
+    return build_sampler(plan.sampler, plan.sampler_ratio)
 
 
 def sampled_roots(sampler: Sampler) -> int:

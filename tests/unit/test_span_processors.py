@@ -7,7 +7,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from floe_otel_distro.settings import load_settings
+from floe_otel_distro.plan import Inputs, build_plan
 from floe_otel_distro.span_processors import FloeAttributesSpanProcessor
 from tests.unit.conftest import Examples
 
@@ -17,8 +17,7 @@ FLOE_KEYS = ("floe.namespace", "floe.product.name", "floe.product.version", "flo
 @pytest.fixture
 def pipeline(examples: Examples) -> tuple[TracerProvider, InMemorySpanExporter, dict[str, str]]:
     """A tracer provider with the floe processor (settings from the example spec, prod) and an in-memory exporter."""
-    settings = load_settings({"FLOE_SPEC": str(examples.spec), "FLOE_MODE": "prod"}).settings
-    attributes = settings.floe_attributes()
+    attributes = build_plan(Inputs({"FLOE_SPEC": str(examples.spec), "FLOE_MODE": "prod"})).floe_attributes
     provider = TracerProvider()
     provider.add_span_processor(FloeAttributesSpanProcessor(attributes))
     exporter = InMemorySpanExporter()

@@ -1,0 +1,523 @@
+"""The start-up plan, table-driven: each case's whole plan (backend, every signal, problems) is asserted."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from floe_otel_distro.backends import EntryPointRef
+from floe_otel_distro.configurators.console import ConsoleBackend
+from floe_otel_distro.configurators.grafana_cloud import GrafanaCloudBackend
+from floe_otel_distro.configurators.jaeger import JaegerBackend
+from floe_otel_distro.configurators.otlp import OtlpBackend
+from floe_otel_distro.plan import Inputs, Plan, SignalPlan, build_plan
+from floe_otel_distro.plugin import TelemetryBackendPlugin
+
+OWN = "floe-otel-distro"
+
+
+def _ref(group: str, name: str, obj: Any, dist: str = OWN) -> EntryPointRef:
+    return EntryPointRef(group, name, f"x:{name}", dist, "1.0", lambda: obj)
+
+
+class _ExternalJaeger(JaegerBackend):
+    version = "0.1.0a1"
+
+
+class _BrokenImport:
+    """Stands for an entry point whose module raises on import."""
+
+
+def _fail() -> Any:
+    raise ImportError("no module named floe_broken")
+
+
+BACKENDS = (
+    _ref("floe.telemetry_backends", "console", ConsoleBackend),
+    _ref("floe.telemetry_backends", "otlp", OtlpBackend),
+    _ref("floe.telemetry_backends", "jaeger", JaegerBackend),
+    _ref("floe.telemetry_backends", "grafana-cloud", GrafanaCloudBackend),
+)
+EXTRA: dict[str, tuple[EntryPointRef, ...]] = {
+    "opentelemetry_propagator": (_ref("opentelemetry_propagator", "b3", object, "opentelemetry-propagator-b3"),),
+    "opentelemetry_traces_exporter": (_ref("opentelemetry_traces_exporter", "zipkin", object, "zipkin"),),
+    "opentelemetry_instrumentor": (
+        _ref("opentelemetry_instrumentor", "floe_dbt", object),
+        _ref("opentelemetry_instrumentor", "requests", object, "opentelemetry-instrumentation-requests"),
+    ),
+}
+
+
+def fake_entry_points(*extra_backends: EntryPointRef) -> Any:
+    def lookup(group: str) -> tuple[EntryPointRef, ...]:
+        if group == "floe.telemetry_backends":
+            return BACKENDS + extra_backends
+        return EXTRA.get(group, ())
+
+    return lookup
+
+
+def plan_for(env: dict[str, str], *extra_backends: EntryPointRef, grpc: bool = True) -> Plan:
+    return build_plan(Inputs(env, entry_points=fake_entry_points(*extra_backends), grpc_available=lambda: grpc))
+
+
+def sig(s: SignalPlan) -> Any:
+    if s.on:
+        return [" ".join(x for x in (e.kind, e.protocol or "", e.endpoint or "") if x) for e in s.exporters]
+    return f"{'LOST' if s.requested else 'off'}: {s.off_reason}"
+
+
+def summary(plan: Plan) -> dict[str, Any]:
+    return {
+        "active": plan.active,
+        "backend": plan.backend.name if plan.backend else None,
+        "traces": sig(plan.signals["traces"]),
+        "metrics": sig(plan.signals["metrics"]),
+        "logs": sig(plan.signals["logs"]),
+        "problems": sorted((p.severity, p.where) for p in plan.problems),
+    }
+
+
+H = "http://c:4318"
+G = "http://c:4317"
+ALL_HTTP = {s: [f"otlp http/protobuf {H}/v1/{s}"] for s in ("traces", "metrics", "logs")}
+ALL_GRPC = {s: [f"otlp grpc {G}"] for s in ("traces", "metrics", "logs")}
+LOCAL_HTTP = {s: [f"otlp http/protobuf http://localhost:4318/v1/{s}"] for s in ("traces", "metrics", "logs")}
+CONSOLE = {
+    "traces": ["console"],
+    "metrics": "off: the console backend exports no metrics",
+    "logs": "off: the console backend exports no logs",
+}
+OFF_ALL = dict.fromkeys(("traces", "metrics", "logs"))
+
+
+def expect(active: bool, backend: str | None, signals: dict[str, Any], *problems: tuple[str, str]) -> dict[str, Any]:
+    return {"active": active, "backend": backend, **signals, "problems": sorted(problems)}
+
+
+def off(reason: str, *problems: tuple[str, str]) -> dict[str, Any]:
+    return expect(False, None, {s: f"off: {reason}" for s in ("traces", "metrics", "logs")}, *problems)
+
+
+PROD = {"FLOE_MODE": "prod"}
+NO_GRPC = "TEST_NO_GRPC_EXPORTER"  # not a variable the distro reads: the case runs with grpc "not installed"
+E = "OTEL_EXPORTER_OTLP_ENDPOINT"
+
+CASES: list[tuple[str, dict[str, str], dict[str, Any]]] = [
+    # --- defaults per mode ------------------------------------------------------------------------------
+    ("dev default: console tree", {}, expect(True, "console", CONSOLE)),
+    ("dev explicit", {"FLOE_MODE": "dev"}, expect(True, "console", CONSOLE)),
+    ("staging default: otlp to localhost", {"FLOE_MODE": "staging"}, expect(True, "otlp", LOCAL_HTTP)),
+    ("prod default: otlp to localhost", PROD, expect(True, "otlp", LOCAL_HTTP)),
+    ("mode is case-insensitive", {"FLOE_MODE": " PROD "}, expect(True, "otlp", LOCAL_HTTP)),
+    ("bad mode falls back to dev", {"FLOE_MODE": "production"}, expect(True, "console", CONSOLE, ("degraded", "FLOE_MODE"))),
+    # --- explicit destinations win in every mode ---------------------------------------------------------
+    (
+        "dev + endpoint: otlp and the console tree",
+        {E: H},
+        expect(True, "otlp", {**ALL_HTTP, "traces": [f"otlp http/protobuf {H}/v1/traces", "console"]}),
+    ),
+    (
+        "operator pod without FLOE_MODE",
+        {E: H, "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf", "OTEL_TRACES_EXPORTER": "otlp",
+         "OTEL_METRICS_EXPORTER": "otlp", "OTEL_LOGS_EXPORTER": "otlp"},
+        expect(True, "otlp", ALL_HTTP),
+    ),
+    (
+        "dev + OTEL_TRACES_EXPORTER=otlp only",
+        {"OTEL_TRACES_EXPORTER": "otlp"},
+        expect(True, "otlp", {**LOCAL_HTTP, "traces": ["otlp http/protobuf http://localhost:4318/v1/traces"]}),
+    ),
+    (
+        "dev + per-signal endpoint",
+        {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://t:4318/v1/traces"},
+        expect(True, "otlp", {**LOCAL_HTTP, "traces": ["otlp http/protobuf http://t:4318/v1/traces", "console"]}),
+    ),
+    (
+        "explicit console backend + endpoint: both",
+        {"FLOE_TELEMETRY_BACKEND": "console", E: H},
+        expect(True, "console", {**ALL_HTTP, "traces": [f"otlp http/protobuf {H}/v1/traces", "console"]}),
+    ),
+    ("FLOE_OTLP_ENDPOINT", {**PROD, "FLOE_OTLP_ENDPOINT": H}, expect(True, "otlp", ALL_HTTP)),
+    ("OTEL beats FLOE endpoint", {**PROD, E: H, "FLOE_OTLP_ENDPOINT": "http://other:4318"}, expect(True, "otlp", ALL_HTTP)),
+    # --- protocol -----------------------------------------------------------------------------------------
+    ("port 4317 means grpc", {**PROD, E: G}, expect(True, "otlp", ALL_GRPC)),
+    ("port 4318 means http", {**PROD, E: H}, expect(True, "otlp", ALL_HTTP)),
+    ("explicit grpc", {**PROD, E: "http://c:9000", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"},
+     expect(True, "otlp", {s: ["otlp grpc http://c:9000"] for s in ("traces", "metrics", "logs")})),
+    ("other port: http default", {**PROD, E: "http://c:9000"},
+     expect(True, "otlp", {s: [f"otlp http/protobuf http://c:9000/v1/{s}"] for s in ("traces", "metrics", "logs")})),
+    (
+        "explicit http on the grpc port is flagged",
+        {**PROD, E: G, "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"},
+        expect(True, "otlp", {s: [f"otlp http/protobuf {G}/v1/{s}"] for s in ("traces", "metrics", "logs")},
+               *[("warning", "OTEL_EXPORTER_OTLP_PROTOCOL")] * 3),
+    ),
+    (
+        "explicit grpc on the http port is flagged",
+        {**PROD, E: H, "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"},
+        expect(True, "otlp", {s: [f"otlp grpc {H}"] for s in ("traces", "metrics", "logs")},
+               *[("warning", "OTEL_EXPORTER_OTLP_PROTOCOL")] * 3),
+    ),
+    (
+        "per-signal protocol beats the generic one",
+        {**PROD, E: "http://c:9000", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+         "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL": "http/protobuf"},
+        expect(True, "otlp", {"traces": ["otlp grpc http://c:9000"], "metrics": ["otlp grpc http://c:9000"],
+                              "logs": ["otlp http/protobuf http://c:9000/v1/logs"]}),
+    ),
+    (
+        "bad protocol: degraded to the port rule",
+        {**PROD, E: G, "OTEL_EXPORTER_OTLP_PROTOCOL": "thrift"},
+        expect(True, "otlp", ALL_GRPC, *[("degraded", "OTEL_EXPORTER_OTLP_PROTOCOL")] * 3),
+    ),
+    (
+        "grpc without the grpc exporter: every signal lost",
+        {**PROD, E: G, NO_GRPC: "1"},
+        expect(False, "otlp", {s: "LOST: the OTLP/gRPC exporter is not installed" for s in ("traces", "metrics", "logs")},
+               *[("degraded", "OTEL_EXPORTER_OTLP_ENDPOINT (port 4317)")] * 3),
+    ),
+    (
+        "scheme-less grpc endpoint",
+        {**PROD, E: "c:4317", "OTEL_EXPORTER_OTLP_INSECURE": "true"},
+        expect(True, "otlp", {s: ["otlp grpc http://c:4317"] for s in ("traces", "metrics", "logs")}),
+    ),
+    # --- endpoints -----------------------------------------------------------------------------------------
+    (
+        "per-signal endpoint used as is",
+        {**PROD, E: H, "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": "http://m:4318/custom"},
+        expect(True, "otlp", {**ALL_HTTP, "metrics": ["otlp http/protobuf http://m:4318/custom"]}),
+    ),
+    ("trailing slash", {**PROD, E: H + "/"}, expect(True, "otlp", ALL_HTTP)),
+    (
+        "endpoint with a query string: lost",
+        {**PROD, E: "http://c:4318?token=abc"},
+        expect(False, "otlp", {s: f"LOST: {E}: unusable endpoint" for s in ("traces", "metrics", "logs")},
+               *[("degraded", E)] * 3),
+    ),
+    (
+        "port 0: lost",
+        {**PROD, E: "http://c:0"},
+        expect(False, "otlp", {s: f"LOST: {E}: unusable endpoint" for s in ("traces", "metrics", "logs")},
+               *[("degraded", E)] * 3),
+    ),
+    (
+        "port out of range: lost",
+        {**PROD, E: "http://c:99999"},
+        expect(False, "otlp", {s: f"LOST: {E}: unusable endpoint" for s in ("traces", "metrics", "logs")},
+               *[("degraded", E)] * 3),
+    ),
+    (
+        "not a URL: lost",
+        {**PROD, E: "ftp://c:21"},
+        expect(False, "otlp", {s: f"LOST: {E}: unusable endpoint" for s in ("traces", "metrics", "logs")},
+               *[("degraded", E)] * 3),
+    ),
+    (
+        "one bad per-signal endpoint loses only that signal",
+        {**PROD, E: H, "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT": "nope"},
+        expect(True, "otlp", {**ALL_HTTP, "logs": "LOST: OTEL_EXPORTER_OTLP_LOGS_ENDPOINT: unusable endpoint"},
+               ("degraded", "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT")),
+    ),
+    # --- exporters per signal -------------------------------------------------------------------------------
+    ("traces none", {**PROD, E: H, "OTEL_TRACES_EXPORTER": "none"},
+     expect(True, "otlp", {**ALL_HTTP, "traces": "off: OTEL_TRACES_EXPORTER=none"})),
+    (
+        "logs bogus: logs lost, the rest exported",
+        {**PROD, E: H, "OTEL_LOGS_EXPORTER": "bogus"},
+        expect(True, "otlp", {**ALL_HTTP, "logs": "LOST: OTEL_LOGS_EXPORTER: no exporter 'bogus' is installed"},
+               ("degraded", "OTEL_LOGS_EXPORTER")),
+    ),
+    (
+        "otlp,console on traces",
+        {**PROD, E: H, "OTEL_TRACES_EXPORTER": "otlp,console"},
+        expect(True, "otlp", {**ALL_HTTP, "traces": [f"otlp http/protobuf {H}/v1/traces", "console"]}),
+    ),
+    (
+        "installed third-party exporter",
+        {**PROD, E: H, "OTEL_TRACES_EXPORTER": "zipkin"},
+        expect(True, "otlp", {**ALL_HTTP, "traces": ["zipkin"]}),
+    ),
+    (
+        "none mixed with otlp: none ignored",
+        {**PROD, E: H, "OTEL_METRICS_EXPORTER": "otlp,none"},
+        expect(True, "otlp", ALL_HTTP, ("degraded", "OTEL_METRICS_EXPORTER")),
+    ),
+    (
+        "every signal none: nothing installed",
+        {**PROD, "OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "none", "OTEL_LOGS_EXPORTER": "none"},
+        expect(False, "otlp", {s: f"off: OTEL_{s.upper()}_EXPORTER=none" for s in ("traces", "metrics", "logs")}),
+    ),
+    (
+        "FLOE_METRICS_ENABLED=false",
+        {**PROD, E: H, "FLOE_METRICS_ENABLED": "false"},
+        expect(True, "otlp", {**ALL_HTTP, "metrics": "off: disabled by FLOE_METRICS_ENABLED"}),
+    ),
+    (
+        "bad FLOE_LOGS_ENABLED: default on",
+        {**PROD, E: H, "FLOE_LOGS_ENABLED": "maybe"},
+        expect(True, "otlp", ALL_HTTP, ("degraded", "FLOE_LOGS_ENABLED")),
+    ),
+    (
+        "console metrics and logs in dev",
+        {"OTEL_METRICS_EXPORTER": "console", "OTEL_LOGS_EXPORTER": "console"},
+        expect(True, "console", {"traces": ["console"], "metrics": ["console"], "logs": ["console"]}),
+    ),
+    (
+        "endpoint set but no signal exports otlp",
+        {**PROD, E: H, "OTEL_TRACES_EXPORTER": "console", "OTEL_METRICS_EXPORTER": "none", "OTEL_LOGS_EXPORTER": "none"},
+        expect(True, "otlp", {"traces": ["console"], "metrics": "off: OTEL_METRICS_EXPORTER=none",
+                              "logs": "off: OTEL_LOGS_EXPORTER=none"}, ("warning", E)),
+    ),
+    # --- switches -----------------------------------------------------------------------------------------------
+    ("OTEL_SDK_DISABLED", {"OTEL_SDK_DISABLED": "true", E: H}, off("OTEL_SDK_DISABLED=true")),
+    ("OTEL_SDK_DISABLED=false is on", {**PROD, "OTEL_SDK_DISABLED": "false", E: H}, expect(True, "otlp", ALL_HTTP)),
+    ("FLOE_OTEL_ENABLED=false", {"FLOE_OTEL_ENABLED": "false"}, off("disabled by FLOE_OTEL_ENABLED")),
+    ("bad OTEL_SDK_DISABLED: default (on)", {**PROD, "OTEL_SDK_DISABLED": "yess", E: H},
+     expect(True, "otlp", ALL_HTTP, ("degraded", "OTEL_SDK_DISABLED"))),
+    # --- backends ---------------------------------------------------------------------------------------------
+    ("jaeger backend", {**PROD, "FLOE_TELEMETRY_BACKEND": "jaeger", E: H}, expect(True, "jaeger", ALL_HTTP)),
+    ("backend name is case-insensitive", {**PROD, "FLOE_TELEMETRY_BACKEND": "JAEGER", E: H}, expect(True, "jaeger", ALL_HTTP)),
+    ("unknown backend: fatal", {**PROD, "FLOE_TELEMETRY_BACKEND": "datadog"},
+     off("no usable telemetry backend", ("fatal", "FLOE_TELEMETRY_BACKEND"))),
+    (
+        "grafana-cloud without config: fatal",
+        {**PROD, "FLOE_TELEMETRY_BACKEND": "grafana-cloud"},
+        off("no usable telemetry backend", ("fatal", "plugins.telemetry_backend.config.endpoint")),
+    ),
+    ("backend console in prod", {**PROD, "FLOE_TELEMETRY_BACKEND": "console"}, expect(True, "console", CONSOLE)),
+    # --- sampler ------------------------------------------------------------------------------------------------
+    ("bad sampler: default", {**PROD, E: H, "OTEL_TRACES_SAMPLER": "sometimes"},
+     expect(True, "otlp", ALL_HTTP, ("degraded", "OTEL_TRACES_SAMPLER"))),
+    ("bad sampler arg: ratio default", {**PROD, E: H, "OTEL_TRACES_SAMPLER_ARG": "1.5"},
+     expect(True, "otlp", ALL_HTTP, ("degraded", "OTEL_TRACES_SAMPLER_ARG"))),
+    ("bad FLOE ratio", {**PROD, E: H, "FLOE_SAMPLING_RATIO": "half"},
+     expect(True, "otlp", ALL_HTTP, ("degraded", "FLOE_SAMPLING_RATIO"))),
+    # --- tunables degrade one setting, never a signal --------------------------------------------------------------
+    ("bad queue size", {**PROD, E: H, "OTEL_BSP_MAX_QUEUE_SIZE": "-1"},
+     expect(True, "otlp", ALL_HTTP, ("degraded", "OTEL_BSP_MAX_QUEUE_SIZE"))),
+    ("batch larger than queue", {**PROD, E: H, "OTEL_BSP_MAX_QUEUE_SIZE": "100", "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "200"},
+     expect(True, "otlp", ALL_HTTP, ("degraded", "OTEL_BSP_MAX_EXPORT_BATCH_SIZE"))),
+    ("infinite shutdown timeout", {**PROD, E: H, "FLOE_SHUTDOWN_TIMEOUT": "inf"},
+     expect(True, "otlp", ALL_HTTP, ("degraded", "FLOE_SHUTDOWN_TIMEOUT"))),
+    ("nan export timeout", {**PROD, E: H, "OTEL_EXPORTER_OTLP_TIMEOUT": "nan"},
+     expect(True, "otlp", ALL_HTTP, *[("degraded", "OTEL_EXPORTER_OTLP_TIMEOUT")] * 3)),
+    ("bad metric interval", {**PROD, E: H, "OTEL_METRIC_EXPORT_INTERVAL": "soon"},
+     expect(True, "otlp", ALL_HTTP, ("degraded", "OTEL_METRIC_EXPORT_INTERVAL"))),
+    ("bad log level", {**PROD, E: H, "FLOE_LOG_LEVEL": "loud"},
+     expect(True, "otlp", ALL_HTTP, ("degraded", "FLOE_LOG_LEVEL"))),
+    ("bad temporality", {**PROD, E: H, "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE": "sideways"},
+     expect(True, "otlp", ALL_HTTP, ("degraded", "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE"))),
+    # --- headers ------------------------------------------------------------------------------------------------
+    ("good headers", {**PROD, E: H, "OTEL_EXPORTER_OTLP_HEADERS": "authorization=Bearer%20x,x-tenant=a"},
+     expect(True, "otlp", ALL_HTTP)),
+    ("bad header entry: dropped, one problem", {**PROD, E: H, "OTEL_EXPORTER_OTLP_HEADERS": "authorization=a,broken"},
+     expect(True, "otlp", ALL_HTTP, ("degraded", "OTEL_EXPORTER_OTLP_HEADERS"))),
+    ("headers file missing", {**PROD, E: H, "FLOE_OTLP_HEADERS_FILE": "/nonexistent/headers"},
+     expect(True, "otlp", ALL_HTTP, *[("degraded", "FLOE_OTLP_HEADERS_FILE")] * 3)),
+    # --- propagators -----------------------------------------------------------------------------------------------
+    ("installed b3 propagator", {**PROD, E: H, "OTEL_PROPAGATORS": "tracecontext,b3"}, expect(True, "otlp", ALL_HTTP)),
+    ("missing propagator: dropped", {**PROD, E: H, "OTEL_PROPAGATORS": "tracecontext,xray"},
+     expect(True, "otlp", ALL_HTTP, ("degraded", "OTEL_PROPAGATORS"))),
+    ("missing resource detector: dropped", {**PROD, E: H, "OTEL_EXPERIMENTAL_RESOURCE_DETECTORS": "gcp,host"},
+     expect(True, "otlp", ALL_HTTP, ("degraded", "OTEL_EXPERIMENTAL_RESOURCE_DETECTORS"))),
+    # --- strict ------------------------------------------------------------------------------------------------------
+    ("strict and clean", {**PROD, E: H, "FLOE_OTEL_STRICT": "true"}, expect(True, "otlp", ALL_HTTP)),
+    ("strict with a degraded tunable", {**PROD, E: H, "FLOE_OTEL_STRICT": "true", "OTEL_BSP_SCHEDULE_DELAY": "0"},
+     expect(True, "otlp", ALL_HTTP, ("degraded", "OTEL_BSP_SCHEDULE_DELAY"))),
+]
+
+
+@pytest.mark.parametrize(("env", "expected"), [(c[1], c[2]) for c in CASES], ids=[c[0] for c in CASES])
+def test_plan_table(env: dict[str, str], expected: dict[str, Any]) -> None:
+    """The whole plan for each input combination: backend, each signal's destination or reason, problems."""
+    assert summary(plan_for(env, grpc=NO_GRPC not in env)) == expected
+
+
+def test_table_is_large_enough() -> None:
+    """The issue asks for at least 60 combinations."""
+    assert len(CASES) >= 60
+
+
+def test_strict_problem_is_fatal_in_strict() -> None:
+    """Strict mode turns any problem into an exit (``fatal_in_strict``); a clean strict plan runs."""
+    assert plan_for({**PROD, E: H, "FLOE_OTEL_STRICT": "true", "OTEL_BSP_SCHEDULE_DELAY": "0"}).fatal_in_strict
+    assert not plan_for({**PROD, E: H, "FLOE_OTEL_STRICT": "true"}).fatal_in_strict
+    assert not plan_for({**PROD, E: H, "OTEL_BSP_SCHEDULE_DELAY": "0"}).fatal_in_strict
+
+
+def test_degraded_values_fall_back_to_defaults() -> None:
+    """A bad tunable yields its default, not a disabled signal."""
+    plan = plan_for({**PROD, E: H, "FLOE_SHUTDOWN_TIMEOUT": "inf", "OTEL_BSP_MAX_QUEUE_SIZE": "x",
+                     "OTEL_TRACES_SAMPLER_ARG": "2"})
+    assert (plan.shutdown_timeout_s, plan.bsp_max_queue_size, plan.sampler_ratio) == (2.0, 2048, 0.1)
+
+
+def test_sampling_per_mode_and_overrides() -> None:
+    """Mode ratios, FLOE ratio, OTEL arg wins; non-ratio samplers carry no ratio."""
+    assert [plan_for({"FLOE_MODE": m}).sampler_ratio for m in ("dev", "staging", "prod")] == [1.0, 0.5, 0.1]
+    assert plan_for({**PROD, "FLOE_SAMPLING_RATIO": "0.3"}).sampler_ratio == 0.3
+    assert plan_for({**PROD, "FLOE_SAMPLING_RATIO": "0.3", "OTEL_TRACES_SAMPLER_ARG": "0.7"}).sampler_ratio == 0.7
+    always = plan_for({**PROD, "OTEL_TRACES_SAMPLER": "always_on"})
+    assert (always.sampler, always.sampler_ratio) == ("always_on", None)
+
+
+def test_headers_per_signal_replace_generic_and_values_stay_out_of_json(tmp_path: Path) -> None:
+    """Per-signal headers replace the generic ones (as the exporters do); the JSON has names only."""
+    headers_file = tmp_path / "headers"
+    headers_file.write_text("authorization=Bearer file-secret\n")
+    plan = plan_for({**PROD, E: H, "OTEL_EXPORTER_OTLP_HEADERS": "x-tenant=acme",
+                     "OTEL_EXPORTER_OTLP_LOGS_HEADERS": "x-logs=1", "FLOE_OTLP_HEADERS_FILE": str(headers_file)})
+    traces = plan.signals["traces"].exporters[0]
+    logs = plan.signals["logs"].exporters[0]
+    assert dict(traces.headers) == {"authorization": "Bearer file-secret", "x-tenant": "acme"}
+    assert dict(logs.headers) == {"x-logs": "1"}
+    text = json.dumps(plan.to_dict())
+    assert "file-secret" not in text
+    assert "acme" not in text
+    assert '"header_names": ["authorization", "x-tenant"]' in text
+
+
+def test_secret_bearing_endpoint_is_redacted_in_json() -> None:
+    """Credentials in an endpoint never reach the plan's JSON."""
+    plan = plan_for({**PROD, E: "https://user:p%40ss@c:4318"})
+    text = json.dumps(plan.to_dict())
+    assert "p%40ss" not in text
+    assert "user" not in text
+    assert plan.signals["traces"].exporters[0].endpoint == "https://user:p%40ss@c:4318/v1/traces"
+
+
+def test_manifest_and_spec_layers(tmp_path: Path) -> None:
+    """Env beats the spec, the spec beats the manifest; the sources say where each value came from."""
+    manifest = tmp_path / "manifest.yaml"
+    manifest.write_text(
+        "plugins:\n  telemetry_backend:\n    type: jaeger\nobservability:\n  mode: staging\n"
+        f"  tracing:\n    endpoint: {H}\n    sampling_ratio: 0.25\n"
+    )
+    spec = tmp_path / "floe.yaml"
+    spec.write_text("metadata:\n  name: orders\n  version: 2.1.0\nplatform:\n  manifest: manifest.yaml\n")
+    plan = plan_for({"FLOE_SPEC": str(spec), "FLOE_MODE": "prod"})
+    assert (plan.mode, plan.backend and plan.backend.name, plan.sampler_ratio) == ("prod", "jaeger", 0.25)
+    assert plan.floe_attributes["floe.product.name"] == "orders"
+    assert plan.signals["traces"].exporters[0].endpoint == f"{H}/v1/traces"
+    assert plan.sources["backend"] == f"manifest:{manifest} plugins.telemetry_backend.type"
+    assert plan.sources["mode"] == "env:FLOE_MODE"
+    assert plan.sources["product_name"] == f"spec:{spec} metadata.name"
+
+
+def test_unreadable_manifest_is_skipped_not_fatal(tmp_path: Path) -> None:
+    """A manifest that cannot be used is ignored with one degraded problem; export goes on."""
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, "
+        f"*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]\n" for i in range(8)
+    ))
+    fifo = tmp_path / "fifo"
+    import os
+
+    os.mkfifo(fifo)
+    for path in (bomb, fifo, tmp_path / "missing.yaml", tmp_path):
+        plan = plan_for({**PROD, E: H, "FLOE_MANIFEST": str(path)})
+        assert summary(plan) == expect(True, "otlp", ALL_HTTP, ("degraded", "FLOE_MANIFEST")), path
+
+
+def test_oci_manifest_reference_is_not_a_path(tmp_path: Path) -> None:
+    """floe's documented ``platform.manifest: oci://…`` never disables telemetry."""
+    spec = tmp_path / "floe.yaml"
+    spec.write_text("metadata:\n  name: orders\nplatform:\n  manifest: oci://registry/floe/platform:1.0\n")
+    plan = plan_for({"FLOE_SPEC": str(spec), **PROD, E: H})
+    assert summary(plan)["traces"] == ALL_HTTP["traces"]
+    assert [p.severity for p in plan.problems] == ["warning"]
+
+
+def test_collector_bypass_in_prod_is_a_warning(tmp_path: Path) -> None:
+    """An env endpoint elsewhere than the manifest's collector is flagged in prod, allowed in dev."""
+    manifest = tmp_path / "manifest.yaml"
+    manifest.write_text("observability:\n  tracing:\n    endpoint: http://otel-collector.platform.svc:4317\n")
+    env = {"FLOE_MANIFEST": str(manifest), E: "https://vendor.example.com:443"}
+    prod = plan_for({**env, **PROD})
+    assert [(p.severity, p.where) for p in prod.problems] == [("warning", E)]
+    assert not plan_for({**env, "FLOE_MODE": "dev"}).problems
+    same = plan_for({"FLOE_MANIFEST": str(manifest), **PROD, E: "http://otel-collector.platform.svc:4318"})
+    assert not same.problems
+
+
+def test_external_plugin_shadows_the_builtin() -> None:
+    """A plugin from another distribution wins over the built-in of the same name, whatever the order."""
+    external = _ref("floe.telemetry_backends", "jaeger", _ExternalJaeger, "floe-telemetry-jaeger")
+    plan = plan_for({**PROD, "FLOE_TELEMETRY_BACKEND": "jaeger", E: H}, external)
+    assert plan.backend is not None
+    assert (plan.backend.dist, plan.backend.plugin_version) == ("floe-telemetry-jaeger", "0.1.0a1")
+    assert plan.backend.shadows == ("floe-otel-distro 1.0",)
+    assert [(p.severity, p.where) for p in plan.problems] == [("warning", "backend 'jaeger'")]
+
+
+@pytest.mark.parametrize(
+    ("ref", "message"),
+    [
+        (EntryPointRef("floe.telemetry_backends", "x", "m:X", "d", "1", _fail), "failed to import"),
+        (_ref("floe.telemetry_backends", "x", _BrokenImport, "d"), "is not a floe_otel_distro.plugin"),
+    ],
+)
+def test_broken_plugins_are_fatal_with_a_reason(ref: EntryPointRef, message: str) -> None:
+    """A plugin that cannot be used turns telemetry off with one fatal problem naming why."""
+    plan = plan_for({**PROD, "FLOE_TELEMETRY_BACKEND": "x"}, ref)
+    assert not plan.active
+    assert len(plan.problems) == 1
+    assert plan.problems[0].severity == "fatal"
+    assert message in plan.problems[0].message
+
+
+def test_plugin_for_another_api_major_is_refused() -> None:
+    """floe_api_version 2.x is refused."""
+
+    class Future(OtlpBackend):
+        floe_api_version = "2.0"
+
+    plan = plan_for({**PROD, "FLOE_TELEMETRY_BACKEND": "future"}, _ref("floe.telemetry_backends", "future", Future))
+    assert not plan.active
+    assert "floe API 2.0" in plan.problems[0].message
+
+
+def test_instrumentors_and_disabled_ones() -> None:
+    """Instrumentors are listed; OTEL_PYTHON_DISABLED_INSTRUMENTATIONS turns ours and theirs off."""
+    plan = plan_for({**PROD, "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "requests"})
+    assert dict(plan.instrumentors) == {"floe_dbt": True, "requests": False}
+    assert dict(plan_for({**PROD, "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "*"}).instrumentors) == {
+        "floe_dbt": False,
+        "requests": False,
+    }
+
+
+def test_env_overrides_only_what_the_sdk_reads() -> None:
+    """Propagators are rewritten only when one is missing; detectors always name floe's."""
+    assert dict(plan_for(PROD).env_overrides) == {
+        "OTEL_EXPERIMENTAL_RESOURCE_DETECTORS": "floe,floe_process,host,os"
+    }
+    fixed = plan_for({**PROD, "OTEL_PROPAGATORS": "tracecontext,xray,b3"})
+    assert fixed.propagators == ("tracecontext", "b3")
+    assert fixed.env_overrides["OTEL_PROPAGATORS"] == "tracecontext,b3"
+    assert plan_for({**PROD, "OTEL_PROPAGATORS": "none"}).propagators == ()
+
+
+def test_build_plan_never_raises_on_garbage() -> None:
+    """Arbitrary junk in every variable the distro reads still gives a plan."""
+    from floe_otel_distro import env as env_names
+
+    names = [v for k, v in vars(env_names).items() if k.isupper() and isinstance(v, str) and v.startswith(("OTEL", "FLOE"))]
+    for junk in ("", " ", "\x00", "=,=,", "%zz", "-1e309", "☃" * 50, "a" * 10000):
+        plan = plan_for(dict.fromkeys(names, junk))
+        assert isinstance(plan, Plan)
+
+
+def test_plugin_is_a_plugin() -> None:
+    """The built-ins pass the public plugin checker."""
+    from floe_otel_distro.plugin import verify_plugin
+
+    for cls in (ConsoleBackend, OtlpBackend, JaegerBackend):
+        assert verify_plugin(cls) == []
+    assert verify_plugin(GrafanaCloudBackend, {"endpoint": "https://x"}) == []
+    assert verify_plugin(TelemetryBackendPlugin) != []
