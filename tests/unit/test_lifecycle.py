@@ -1,17 +1,16 @@
-"""Unit tests for lifecycle (bounded flush, signal chaining, fork re-init) and the exporters' exit helpers."""
+"""Unit tests for lifecycle (bounded flush, exit flush, fork re-init) and the exporters' exit helpers.
+
+The signal handlers (the ``floe_signals`` instrumentor) are tested in ``test_signals.py``.
+"""
 
 from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
-from types import SimpleNamespace
-from typing import Any
 
 import pytest
 from opentelemetry.sdk.resources import Resource
@@ -20,18 +19,13 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from floe_otel_distro import exporters, lifecycle
-from floe_otel_distro.configurator import collector_bypass
-from floe_otel_distro.settings import load_settings
 
 
 @pytest.fixture(autouse=True)
 def _clean_lifecycle() -> Iterator[None]:
-    saved = {signum: lifecycle._original_getsignal(signum) for signum in lifecycle.HANDLED_SIGNALS}
-    lifecycle._reset_for_tests()
+    lifecycle.reset()
     yield
-    lifecycle._reset_for_tests()
-    for signum, handler in saved.items():  # e.g. a SIG_IGN set here would be inherited by e2e children
-        lifecycle._original_signal(signum, handler)
+    lifecycle.reset()
 
 
 def _provider() -> tuple[TracerProvider, InMemorySpanExporter]:
@@ -51,20 +45,23 @@ class _Stuck:
     """A provider whose flush never returns by itself (a collector that swallows packets)."""
 
     def __init__(self) -> None:
+        self.entered = threading.Event()
         self.release = threading.Event()
+        self.shut_down = False
 
     def force_flush(self, timeout_millis: int = 0) -> bool:
+        self.entered.set()
         self.release.wait(30)
         return True
 
     def shutdown(self) -> None:
-        pass
+        self.shut_down = True
 
 
 def test_flush_and_shutdown_exports_everything_once() -> None:
     """The exit flush exports every ended span and runs only once."""
     provider, exporter = _provider()
-    lifecycle.install([provider], SimpleNamespace(shutdown_timeout=2.0))  # type: ignore[arg-type]
+    lifecycle.install([provider], 2.0)
     _end(provider, 5)
     lifecycle.flush_and_shutdown()
     lifecycle.flush_and_shutdown()
@@ -84,54 +81,49 @@ def test_flush_is_bounded_by_the_budget_and_aborts_exporters(monkeypatch: pytest
     stuck.release.set()
 
 
-def test_signal_wrapper_keeps_our_handler_in_front_and_calls_the_programs() -> None:
-    """A handler installed after us is recorded, reported by getsignal, and called after our flush."""
+def test_finish_exit_flush_runs_the_exit_flush_once() -> None:
+    """finish_exit_flush (a signal handler about to die) runs the exit flush if it has not run, else nothing."""
     provider, exporter = _provider()
-    lifecycle.install([provider], SimpleNamespace(shutdown_timeout=2.0))  # type: ignore[arg-type]
-    calls: list[int] = []
-
-    def mine(signum: int, frame: Any) -> None:
-        calls.append(len(exporter.get_finished_spans()))
-
-    assert signal.signal(signal.SIGTERM, mine) is not lifecycle._on_signal  # the program's previous handler
-    assert signal.getsignal(signal.SIGTERM) is mine
-    assert lifecycle._original_getsignal(signal.SIGTERM) is lifecycle._on_signal
+    lifecycle.install([provider], 2.0)
     _end(provider, 3)
-    os.kill(os.getpid(), signal.SIGTERM)
-    deadline = time.monotonic() + 5
-    while not calls and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert calls == [3]  # the spans were flushed before the program's handler ran
+    lifecycle.finish_exit_flush()
+    assert len(exporter.get_finished_spans()) == 3
+    lifecycle.finish_exit_flush()
+    lifecycle.flush_and_shutdown()
+    assert len(exporter.get_finished_spans()) == 3
 
 
-def test_ignored_signal_stays_ignored() -> None:
-    """SIG_IGN set by the program is really installed (we step aside)."""
-    lifecycle.install([], SimpleNamespace(shutdown_timeout=1.0))  # type: ignore[arg-type]
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    assert lifecycle._original_getsignal(signal.SIGTERM) == signal.SIG_IGN
-    assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
-    with pytest.raises(TypeError):
-        signal.signal(signal.SIGTERM, "not a handler")
+def test_finish_exit_flush_waits_for_the_exit_flush_under_way() -> None:
+    """A signal landing while the exit flush runs waits for it (within its budget) instead of cutting it short."""
+    stuck = _Stuck()
+    lifecycle.install([stuck], 5.0)
+    exiting = threading.Thread(target=lifecycle.flush_and_shutdown)
+    exiting.start()
+    assert stuck.entered.wait(5)
+    threading.Timer(0.3, stuck.release.set).start()
+    started = time.monotonic()
+    lifecycle.finish_exit_flush()
+    assert 0.2 < time.monotonic() - started < 3
+    assert stuck.shut_down  # the exit flush ran to its end before the "signal handler" returned
+    exiting.join(5)
 
 
-def test_uninstall_restores_the_program_handler() -> None:
-    """Uninstalling puts the program's handler back and unwraps signal.signal."""
-    lifecycle.install([], SimpleNamespace(shutdown_timeout=1.0))  # type: ignore[arg-type]
-
-    def mine(signum: int, frame: Any) -> None:
-        pass
-
-    signal.signal(signal.SIGINT, mine)
-    lifecycle.uninstall_signal_handlers()
-    assert signal.signal is lifecycle._original_signal
-    assert signal.getsignal(signal.SIGINT) is mine
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+def test_flush_without_providers_does_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In a process where nothing was installed the flush returns at once, without probing the collector."""
+    probed: list[float] = []
+    monkeypatch.setattr(exporters, "abort_unreachable", probed.append)
+    assert lifecycle.flush() is True
+    lifecycle.flush_and_shutdown()
+    assert probed == []
 
 
-def test_forked_child_gets_its_own_pid_and_an_empty_queue() -> None:
+def test_forked_child_gets_its_own_pid_and_an_empty_queue(monkeypatch: pytest.MonkeyPatch) -> None:
     """After fork the child's spans carry its pid; spans buffered in the parent are not exported by the child."""
+    # The SDK re-runs the process-dependent detectors in the child (the plan configures floe_process;
+    # the SDK's own process detector is re-run the same way); lifecycle's hooks must not get in its way.
+    monkeypatch.setenv("OTEL_EXPERIMENTAL_RESOURCE_DETECTORS", "process")
     provider, exporter = _provider()
-    lifecycle.install([provider], SimpleNamespace(shutdown_timeout=2.0))  # type: ignore[arg-type]
+    lifecycle.install([provider], 2.0)
     _end(provider, 4)  # buffered in the parent's queue at fork time
     read, write = os.pipe()
     pid = os.fork()
@@ -179,23 +171,3 @@ def test_abort_unreachable_aborts_only_exporters_whose_collector_is_down(capsys:
         exporters._last_warning = saved
     finally:
         server.close()
-
-
-def _settings(tmp_path: Path, collector: str, **env: str) -> Any:
-    manifest = tmp_path / "manifest.yaml"
-    manifest.write_text(f"observability:\n  mode: prod\n  tracing:\n    endpoint: {collector}\n")
-    return load_settings({"FLOE_MANIFEST": str(manifest), **env})
-
-
-def test_bypass_guard_flags_another_host_only(tmp_path: Path) -> None:
-    """Another host is a bypass (naming the variable); the manifest's own collector, on either OTLP port, is not."""
-    collector = "http://otel-collector.platform.svc:4317"
-    own = _settings(tmp_path, collector)
-    assert collector_bypass(own.settings, own) is None
-    http_port = _settings(tmp_path, collector, OTEL_EXPORTER_OTLP_ENDPOINT="http://otel-collector.platform.svc:4318")
-    assert collector_bypass(http_port.settings, http_port) is None
-    direct = _settings(tmp_path, collector, OTEL_EXPORTER_OTLP_ENDPOINT="https://vendor.example.com:443")
-    error = collector_bypass(direct.settings, direct)
-    assert error is not None and error.line().startswith("floe-otel: OTEL_EXPORTER_OTLP_ENDPOINT=")
-    dev = _settings(tmp_path, collector, FLOE_MODE="dev", OTEL_EXPORTER_OTLP_ENDPOINT="https://vendor.example.com")
-    assert collector_bypass(dev.settings, dev) is None

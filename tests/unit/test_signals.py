@@ -1,0 +1,182 @@
+"""The floe_signals instrumentor: flush on SIGTERM/SIGINT/SIGHUP, then the program's own disposition."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from importlib.metadata import entry_points
+from typing import Any
+
+import pytest
+import wrapt
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from floe_otel_distro import lifecycle
+from floe_otel_distro.instrumentation import signals
+from floe_otel_distro.instrumentation.signals import HANDLED_SIGNALS, SignalsInstrumentor
+
+
+@pytest.fixture(autouse=True)
+def _restore_dispositions() -> Iterator[None]:
+    """Every test leaves the dispositions as it found them (a SIG_IGN left here would reach e2e children)."""
+    lifecycle.reset()
+    saved = {signum: signal.getsignal(signum) for signum in HANDLED_SIGNALS}
+    yield
+    lifecycle.reset()
+    for signum, handler in saved.items():
+        if handler is not None:
+            signal.signal(signum, handler)
+
+
+@pytest.fixture
+def instrumented() -> Iterator[SignalsInstrumentor]:
+    inst = SignalsInstrumentor()
+    inst.instrument()
+    yield inst
+    inst.uninstrument()
+
+
+def _provider() -> tuple[TracerProvider, InMemorySpanExporter]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource({"process.pid": os.getpid()}), shutdown_on_exit=False)
+    provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=60_000))
+    return provider, exporter
+
+
+def _end(provider: TracerProvider, n: int) -> None:
+    tracer = provider.get_tracer("t")
+    for i in range(n):
+        tracer.start_span(f"s{i}").end()
+
+
+def _raw(signum: int) -> Any:
+    """The disposition really installed (what signal.getsignal returns without our wrapper)."""
+    return signal.getsignal.__wrapped__(signum)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_program_handler_installed_later_runs_after_our_flush(instrumented: Any, signum: signal.Signals) -> None:
+    """A handler installed after us is recorded, reported by getsignal, and called after our flush."""
+    provider, exporter = _provider()
+    lifecycle.install([provider], 2.0)
+    calls: list[int] = []
+
+    def mine(signum: int, frame: Any) -> None:
+        calls.append(len(exporter.get_finished_spans()))
+
+    assert signal.signal(signum, mine) is not signals._on_signal  # the program's previous handler
+    assert signal.getsignal(signum) is mine
+    assert _raw(signum) is signals._on_signal
+    _end(provider, 3)
+    os.kill(os.getpid(), signum)
+    deadline = time.monotonic() + 5
+    while not calls and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert calls == [3]  # the spans were flushed before the program's handler ran
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_ignored_signal_stays_ignored(instrumented: Any, signum: signal.Signals) -> None:
+    """SIG_IGN set by the program is really installed (we step aside); bad handlers still raise TypeError."""
+    signal.signal(signum, signal.SIG_IGN)
+    assert _raw(signum) == signal.SIG_IGN
+    assert signal.getsignal(signum) == signal.SIG_IGN
+    with pytest.raises(TypeError):
+        signal.signal(signum, "not a handler")
+
+
+def test_uninstrument_restores_the_program_handlers() -> None:
+    """uninstrument puts the program's handlers back and unwraps signal.signal / signal.getsignal."""
+    originals = (signal.signal, signal.getsignal)
+    inst = SignalsInstrumentor()
+    inst.instrument()
+    assert isinstance(signal.signal, wrapt.BaseObjectProxy) and isinstance(signal.getsignal, wrapt.BaseObjectProxy)
+
+    def mine(signum: int, frame: Any) -> None:
+        pass
+
+    signal.signal(signal.SIGINT, mine)
+    signal.signal(signal.SIGHUP, mine)
+    inst.uninstrument()
+    assert (signal.signal, signal.getsignal) == originals
+    assert signal.getsignal(signal.SIGINT) is mine and signal.getsignal(signal.SIGHUP) is mine
+    assert all(signal.getsignal(s) is not signals._on_signal for s in HANDLED_SIGNALS)
+
+
+def test_not_installed_outside_the_main_thread() -> None:
+    """instrument() from another thread leaves signal.signal and the dispositions alone."""
+    inst = SignalsInstrumentor()
+    before = {s: signal.getsignal(s) for s in HANDLED_SIGNALS}
+    worker = threading.Thread(target=inst.instrument)
+    worker.start()
+    worker.join()
+    try:
+        assert not isinstance(signal.signal, wrapt.BaseObjectProxy)
+        assert {s: signal.getsignal(s) for s in HANDLED_SIGNALS} == before
+    finally:
+        inst.uninstrument()
+
+
+def test_entry_point_name_is_floe_signals() -> None:
+    """OTEL_PYTHON_DISABLED_INSTRUMENTATIONS=floe_signals names this instrumentor's entry point."""
+    (entry_point,) = entry_points(group="opentelemetry_instrumentor", name="floe_signals")
+    assert entry_point.load() is SignalsInstrumentor
+
+
+# A program that records 3 spans, then gets a signal; the exporter writes unbuffered to a file, so what
+# was exported before the process died is on disk whatever the way it ended.
+_CHILD = """
+import os, signal, sys, time
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from floe_otel_distro import lifecycle
+from floe_otel_distro.instrumentation.signals import SignalsInstrumentor
+
+class FileExporter(SpanExporter):
+    def export(self, spans):
+        fd = os.open(sys.argv[1], os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        os.write(fd, b"x" * len(spans))
+        os.close(fd)
+        return SpanExportResult.SUCCESS
+
+signum = getattr(signal, sys.argv[2])
+if sys.argv[3] == "ignored":
+    signal.signal(signum, signal.SIG_IGN)  # e.g. SIGHUP under nohup
+provider = TracerProvider(shutdown_on_exit=False)
+provider.add_span_processor(BatchSpanProcessor(FileExporter(), schedule_delay_millis=60_000))
+lifecycle.install([provider], 2.0)
+SignalsInstrumentor().instrument()
+for i in range(3):
+    provider.get_tracer("t").start_span(f"s{i}").end()
+os.kill(os.getpid(), signum)
+time.sleep(0.2)
+print("alive", signal.getsignal(signum) == signal.SIG_IGN)
+"""
+
+
+@pytest.mark.parametrize("name", ["SIGTERM", "SIGHUP"])
+def test_default_disposition_flushes_then_dies_of_the_signal(tmp_path: Any, name: str) -> None:
+    """With the default disposition the process flushes everything, then dies of the signal as without us."""
+    out = tmp_path / "exported"
+    proc = subprocess.run([sys.executable, "-c", _CHILD, str(out), name, "default"], capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert proc.returncode == -getattr(signal, name), proc.stderr
+    assert out.read_text() == "xxx"
+    assert "alive" not in proc.stdout
+
+
+def test_ignored_sighup_keeps_the_process_alive(tmp_path: Any) -> None:
+    """A SIGHUP the program ignores (nohup) is still ignored: no flush, no death."""
+    out = tmp_path / "exported"
+    proc = subprocess.run([sys.executable, "-c", _CHILD, str(out), "SIGHUP", "ignored"], capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["alive", "True"]
