@@ -43,8 +43,12 @@ def redact_url(url: str) -> str:
     return scheme + rest
 
 
-def _looks_like_url(text: str) -> bool:
-    return "://" in text or ("@" in text and ":" in text)
+_URL_IN_TEXT = re.compile(r"[^\s'\"<>()]*(?:://|@)[^\s'\"<>()]*")
+
+
+def redact_text(text: str) -> str:
+    """Free text (an exception message…) with every URL-like token in it redacted."""
+    return _URL_IN_TEXT.sub(lambda m: redact_url(m.group()) if ("://" in m.group() or ":" in m.group()) else m.group(), text)
 
 
 def redact(value: Any, *, key: str = "") -> Any:
@@ -55,6 +59,6 @@ def redact(value: Any, *, key: str = "") -> Any:
         return {str(k): redact(v, key=str(k)) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [redact(v) for v in value]
-    if isinstance(value, str) and _looks_like_url(value):
-        return redact_url(value)
+    if isinstance(value, str):
+        return redact_text(value)
     return value

@@ -1,0 +1,139 @@
+"""The installer: applies a plan; a failure at any step leaves nothing installed and one line on stderr."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from opentelemetry import _logs, metrics, propagate, trace
+
+from floe_otel_distro import _upstream, installer, lifecycle, propagation
+from floe_otel_distro.plan import Inputs, Plan, build_plan
+
+ENV = {
+    "FLOE_MODE": "prod",
+    "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9",
+    "FLOE_NAMESPACE": "sales",
+    "OTEL_PROPAGATORS": "tracecontext,nonesuch",
+}
+
+
+@pytest.fixture(autouse=True)
+def _clean_globals() -> Iterator[None]:
+    """Each test starts and ends with the API's no-op providers and no floe handler."""
+    _upstream.reset_global_providers()
+    yield
+    for handler in list(logging.getLogger().handlers):
+        if type(handler).__name__ == "FloeLoggingHandler":
+            logging.getLogger().removeHandler(handler)
+    propagation.detach_startup_context()
+    lifecycle.install([], 2.0)
+    _upstream.reset_global_providers()
+
+
+def _plan(**extra: str) -> Plan:
+    return build_plan(Inputs({**ENV, **extra}))
+
+
+def _nothing_installed() -> bool:
+    return (
+        type(trace.get_tracer_provider()).__name__ == "ProxyTracerProvider"
+        and type(metrics.get_meter_provider()).__name__ == "_ProxyMeterProvider"
+        and type(_logs.get_logger_provider()).__name__ == "ProxyLoggerProvider"
+        and not any(type(h).__name__ == "FloeLoggingHandler" for h in logging.getLogger().handlers)
+    )
+
+
+def test_install_applies_the_plan() -> None:
+    """Every planned signal gets its provider, the handler and the corrected environment are in place."""
+    environ = dict(ENV)
+    done = installer.install(_plan(), environ)
+    assert done is not None
+    assert type(trace.get_tracer_provider()).__name__ == "TracerProvider"
+    assert type(metrics.get_meter_provider()).__name__ == "MeterProvider"
+    assert type(_logs.get_logger_provider()).__name__ == "LoggerProvider"
+    assert done.handler in logging.getLogger().handlers
+    assert environ["OTEL_PROPAGATORS"] == "tracecontext"
+    resource = trace.get_tracer_provider().resource  # type: ignore[attr-defined]
+    assert resource.attributes["floe.namespace"] == "sales"
+    assert resource.attributes["telemetry.distro.name"] == "floe-otel-distro"
+    assert "process.command_line" not in resource.attributes
+
+
+def test_install_of_an_inactive_plan_does_nothing() -> None:
+    """OTEL_SDK_DISABLED: no step runs."""
+    assert installer.install(_plan(OTEL_SDK_DISABLED="true"), dict(ENV)) is None
+    assert _nothing_installed()
+
+
+STEPS = ["step_environment", "step_tracing", "step_metrics", "step_logging", "step_propagators", "step_commit",
+         "step_lifecycle"]
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_a_failing_step_undoes_everything(
+    step: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A failure at any step (after its own work) leaves no provider, no handler, the env as it was, one line."""
+    original = getattr(installer, step)
+
+    def failing(*args: Any, **kwargs: Any) -> None:
+        original(*args, **kwargs)
+        raise RuntimeError(f"injected failure in {step}")
+
+    monkeypatch.setattr(installer, step, failing)
+    environ = dict(ENV)
+    assert installer.install(_plan(), environ) is None
+    assert _nothing_installed()
+    assert environ == ENV
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert err[0].startswith("floe-otel: installing telemetry failed at the ")
+    assert "injected failure" in err[0]
+
+
+@pytest.mark.parametrize("where", ["exporter", "handler", "propagator"])
+def test_failures_inside_components_undo_everything(
+    where: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A raising exporter factory, log handler or propagator: nothing stays installed."""
+
+    def boom(*args: Any, **kwargs: Any) -> Any:
+        raise OSError(f"{where} exploded")
+
+    if where == "exporter":
+        monkeypatch.setattr(installer, "build_exporter", boom)
+    elif where == "handler":
+        import floe_otel_distro.log_handler as log_handler
+
+        monkeypatch.setattr(log_handler, "FloeLoggingHandler", boom)
+    else:
+        monkeypatch.setattr(propagate, "get_global_textmap", boom)
+    assert installer.install(_plan(), dict(ENV)) is None
+    assert _nothing_installed()
+    assert f"{where} exploded" in capsys.readouterr().err
+
+
+def test_strict_install_failure_exits_78(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In strict mode a failed install stops the process with 78 (EX_CONFIG)."""
+    exits: list[int] = []
+    monkeypatch.setattr(installer.os, "_exit", exits.append)
+    monkeypatch.setattr(installer, "build_exporter", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("x")))
+    installer.install(_plan(FLOE_OTEL_STRICT="true", OTEL_PROPAGATORS="tracecontext"), dict(ENV))
+    assert exits == [78]
+
+
+def test_secrets_in_a_failure_are_redacted(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """An exception carrying a URL with credentials is printed without them."""
+
+    def boom(*args: Any, **kwargs: Any) -> Any:
+        raise ValueError("cannot reach https://bob:hunter2@collector:4318?token=abc")
+
+    monkeypatch.setattr(installer, "build_exporter", boom)
+    installer.install(_plan(), dict(ENV))
+    err = capsys.readouterr().err
+    assert "hunter2" not in err
+    assert "abc" not in err
+    assert "collector:4318" in err
