@@ -2,7 +2,8 @@
 
 Zero-code: ``opentelemetry-instrument dbt build …`` and programmatic ``dbtRunner().invoke([...])`` are both
 covered, because both go through the same two dbt extension points, which are patched the moment the
-application imports them (never at start-up, see :mod:`._import_hooks`):
+application imports them (never at start-up: wrapt post-import hooks, see :mod:`._hooks`; the patches are
+wrapt function wrappers, undone by ``uninstrument``):
 
 * ``dbt.cli.main.cli.invoke`` (the click group): the CLI console script calls ``cli()`` →
   ``cli.main()`` → ``cli.invoke(ctx)``; ``dbtRunner.invoke`` calls ``cli.invoke(ctx)`` directly. The
@@ -34,13 +35,15 @@ from datetime import datetime, timezone
 from types import ModuleType
 from typing import Any
 
+import wrapt
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
+from opentelemetry.instrumentation.utils import unwrap
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 
-from floe_otel_distro.instrumentation import _import_hooks
+from floe_otel_distro.instrumentation._hooks import ImportHooks
 from floe_otel_distro.instrumentation._metrics import PipelineMetrics, pipeline_metrics
 
 _log = logging.getLogger(__name__)
@@ -85,7 +88,6 @@ _FAILED_STATUSES = {
 _REDACTED = "<redacted>"
 _SECRET_ARG = re.compile(r"(password|passwd|secret|token|key|credential)", re.IGNORECASE)
 _VALUE_OPTIONS_TO_REDACT = {"--vars"}
-_WRAPPED = "_floe_otel_wrapped"
 
 
 # ---- installed state ---------------------------------------------------------------------------------
@@ -96,9 +98,8 @@ class _Installed:
     tracer: Tracer
     meter_provider: MeterProvider | None
     metrics: PipelineMetrics | None = None
-    cli: Any = None
-    runnable_cls: Any = None
-    original_call_runner: Callable[..., Any] | None = None
+    cli: Any = None  # the click group whose ``invoke`` we wrapped (on the instance)
+    runnable_cls: Any = None  # GraphRunnableTask, whose ``call_runner`` we wrapped
 
     def pipeline_metrics(self) -> PipelineMetrics:
         """The instruments, resolved lazily (after the configurator installed the meter provider)."""
@@ -108,6 +109,7 @@ class _Installed:
 
 
 _installed: _Installed | None = None
+_hooks = ImportHooks()
 _active_lock = threading.Lock()
 _active: list[_Invocation] = []
 
@@ -323,34 +325,31 @@ def _node_end(run: _NodeRun, result: Any, exc: BaseException | None) -> None:
         run.span.end()
 
 
-def _wrap_call_runner(original: Callable[..., Any]) -> Callable[..., Any]:
-    def call_runner(self: Any, runner: Any, *args: Any, **kwargs: Any) -> Any:
-        run: _NodeRun | None = None
-        try:
-            run = _node_begin(self, runner)
-        except Exception:
-            _log.debug("dbt node span start failed", exc_info=True)
-        try:
-            result = original(self, runner, *args, **kwargs)
-        except BaseException as exc:
-            if run is not None:
-                try:
-                    _node_end(run, None, exc)
-                except Exception:
-                    _log.debug("dbt node span end failed", exc_info=True)
-            raise
+def _traced_call_runner(
+    wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    """wrapt wrapper of ``GraphRunnableTask.call_runner(runner)``: one node span around dbt's node run."""
+    run: _NodeRun | None = None
+    try:
+        runner = args[0] if args else kwargs.get("runner")
+        run = _node_begin(instance, runner)
+    except Exception:
+        _log.debug("dbt node span start failed", exc_info=True)
+    try:
+        result = wrapped(*args, **kwargs)
+    except BaseException as exc:
         if run is not None:
             try:
-                _node_end(run, result, None)
+                _node_end(run, None, exc)
             except Exception:
                 _log.debug("dbt node span end failed", exc_info=True)
-        return result
-
-    setattr(call_runner, _WRAPPED, original)
-    call_runner.__wrapped__ = original  # type: ignore[attr-defined]
-    call_runner.__name__ = getattr(original, "__name__", "call_runner")
-    call_runner.__doc__ = getattr(original, "__doc__", None)
-    return call_runner
+        raise
+    if run is not None:
+        try:
+            _node_end(run, result, None)
+        except Exception:
+            _log.debug("dbt node span end failed", exc_info=True)
+    return result
 
 
 def _late_node_span(installed: _Installed, invocation: _Invocation, result: Any) -> None:
@@ -506,42 +505,42 @@ def _end_invocation(
     span.end()
 
 
-def _wrap_cli_invoke(group: Any, original: Callable[..., Any]) -> Callable[..., Any]:
-    def invoke(ctx: Any, *args: Any, **kwargs: Any) -> Any:
-        installed = _installed
-        state: tuple[_Invocation, object] | None = None
-        if installed is not None:
-            try:
-                state = _begin_invocation(installed, group, ctx)
-            except Exception:
-                _log.debug("dbt invocation span start failed", exc_info=True)
-        if state is None:
-            return original(ctx, *args, **kwargs)
-        invocation, token = state
-        returned: Any = None
-        failure: BaseException | None = None
+def _traced_cli_invoke(
+    wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    """wrapt wrapper of ``cli.invoke(ctx)`` (the dbt click group): the invocation span, current around it."""
+    installed = _installed
+    state: tuple[_Invocation, object] | None = None
+    ctx = args[0] if args else kwargs.get("ctx")
+    if installed is not None:
         try:
-            returned = original(ctx, *args, **kwargs)
-            return returned
-        except BaseException as exc:
-            failure = exc
-            raise
+            state = _begin_invocation(installed, instance, ctx)
+        except Exception:
+            _log.debug("dbt invocation span start failed", exc_info=True)
+    if state is None:
+        return wrapped(*args, **kwargs)
+    invocation, token = state
+    returned: Any = None
+    failure: BaseException | None = None
+    try:
+        returned = wrapped(*args, **kwargs)
+        return returned
+    except BaseException as exc:
+        failure = exc
+        raise
+    finally:
+        try:
+            _end_invocation(installed, invocation, ctx, returned, failure)  # type: ignore[arg-type]
+        except Exception:
+            _log.debug("dbt invocation span end failed", exc_info=True)
         finally:
+            with _active_lock:
+                if invocation in _active:
+                    _active.remove(invocation)
             try:
-                _end_invocation(installed, invocation, ctx, returned, failure)  # type: ignore[arg-type]
+                otel_context.detach(token)  # type: ignore[arg-type]
             except Exception:
-                _log.debug("dbt invocation span end failed", exc_info=True)
-            finally:
-                with _active_lock:
-                    if invocation in _active:
-                        _active.remove(invocation)
-                try:
-                    otel_context.detach(token)  # type: ignore[arg-type]
-                except Exception:
-                    _log.debug("detach failed", exc_info=True)
-
-    setattr(invoke, _WRAPPED, original)
-    return invoke
+                _log.debug("detach failed", exc_info=True)
 
 
 # ---- patching ----------------------------------------------------------------------------------------
@@ -550,32 +549,31 @@ def _wrap_cli_invoke(group: Any, original: Callable[..., Any]) -> Callable[..., 
 def _patch_cli(module: ModuleType) -> None:
     installed = _installed
     group = getattr(module, "cli", None)
-    if installed is None or group is None or hasattr(vars(group).get("invoke"), _WRAPPED):
+    if installed is None or group is None:
         return
-    group.invoke = _wrap_cli_invoke(group, group.invoke)
+    # On the group instance, not on click's Group class: only dbt's command group is traced.
+    wrapt.wrap_function_wrapper(group, "invoke", _traced_cli_invoke)
     installed.cli = group
 
 
 def _patch_runnable(module: ModuleType) -> None:
     installed = _installed
     cls = getattr(module, "GraphRunnableTask", None)
-    original = getattr(cls, "call_runner", None) if cls is not None else None
-    if installed is None or original is None or hasattr(original, _WRAPPED):
+    if installed is None or cls is None or not callable(getattr(cls, "call_runner", None)):
         return
-    cls.call_runner = _wrap_call_runner(original)  # type: ignore[union-attr]
+    wrapt.wrap_function_wrapper(cls, "call_runner", _traced_call_runner)
     installed.runnable_cls = cls
-    installed.original_call_runner = original
 
 
 def _unpatch(installed: _Installed) -> None:
     group = installed.cli
-    if group is not None and hasattr(vars(group).get("invoke"), _WRAPPED):
-        del group.invoke  # back to click's Group.invoke
-    cls = installed.runnable_cls
-    if cls is not None and installed.original_call_runner is not None:
-        current = vars(cls).get("call_runner")
-        if hasattr(current, _WRAPPED):
-            cls.call_runner = installed.original_call_runner
+    if group is not None:
+        unwrap(group, "invoke")
+        # unwrap leaves the bound method in the instance dict: drop it, click's Group.invoke is served again
+        if not isinstance(vars(group).get("invoke"), wrapt.BaseObjectProxy):
+            vars(group).pop("invoke", None)
+    if installed.runnable_cls is not None:
+        unwrap(installed.runnable_cls, "call_runner")
 
 
 class DbtInstrumentor(BaseInstrumentor):  # type: ignore[misc]
@@ -592,13 +590,13 @@ class DbtInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         global _installed
         tracer = trace.get_tracer(__name__, tracer_provider=kwargs.get("tracer_provider"))
         _installed = _Installed(tracer=tracer, meter_provider=kwargs.get("meter_provider"))
-        _import_hooks.when_imported(CLI_MODULE, _patch_cli)
-        _import_hooks.when_imported(RUNNABLE_MODULE, _patch_runnable)
+        _hooks.activate()
+        _hooks.when_imported(CLI_MODULE, _patch_cli)
+        _hooks.when_imported(RUNNABLE_MODULE, _patch_runnable)
 
     def _uninstrument(self, **kwargs: Any) -> None:
         global _installed
-        _import_hooks.cancel(CLI_MODULE)
-        _import_hooks.cancel(RUNNABLE_MODULE)
+        _hooks.deactivate()
         installed, _installed = _installed, None
         if installed is not None:
             _unpatch(installed)
