@@ -345,10 +345,11 @@ def test_collector_gateway_wiring() -> None:
 def test_collector_configmap_is_the_generated_config(tmp_path: Path) -> None:
     """The gateway ConfigMap holds exactly what `floe-otel collector-config` generates from the platform manifest."""
     from floe_otel_distro.cli import collector_config
+    from floe_otel_distro.plan import Inputs, build_plan
 
     manifest = tmp_path / "manifest.yaml"
     manifest.write_text(find("ConfigMap", "floe-platform-manifest", "floe")["data"]["manifest.yaml"])
-    generated = collector_config({"FLOE_MANIFEST": str(manifest), "FLOE_MODE": "prod"})
+    generated = collector_config(build_plan(Inputs({"FLOE_MANIFEST": str(manifest), "FLOE_MODE": "prod"})))
     in_configmap = yaml.safe_load(find("ConfigMap", "otel-collector-config", "observability")["data"]["collector.yaml"])
     assert in_configmap == generated, "regenerate k8s/collector/configmap.yaml (see its header)"
 
