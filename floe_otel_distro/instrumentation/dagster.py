@@ -7,7 +7,8 @@ Span tree (one trace per run, whatever the executor)::
     │   └── dagster.asset <asset key>      the multiprocess executor), parented by the run span
     └── dagster.step <skipped step>        zero-length, ``dagster.status=skipped``
 
-Hook points (all patched only when Dagster itself imports the module, see ``_import_hooks``):
+Hook points (wrapt function wrappers, applied only when Dagster itself imports the module: wrapt post-import
+hooks, see ``_hooks``):
 
 - ``dagster._core.execution.api.ExecuteRunWithPlanIterable.__init__``: every run-level execution
   (``execute_job``/``dagster job execute``, ``execute_in_process``/``materialize``, ``dagster api
@@ -36,11 +37,13 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
+import wrapt
 from opentelemetry import context, metrics, propagate, trace
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
+from opentelemetry.instrumentation.utils import unwrap
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
-from floe_otel_distro.instrumentation import _import_hooks
+from floe_otel_distro.instrumentation._hooks import ImportHooks
 from floe_otel_distro.instrumentation._metrics import PipelineMetrics, pipeline_metrics
 
 _log = logging.getLogger(__name__)
@@ -83,11 +86,15 @@ class _State:
     metrics: PipelineMetrics
     tracer_provider: Any = None
     meter_provider: Any = None
-    patches: list[tuple[Any, str, Any]] = field(default_factory=list)
+    wrapped: list[tuple[Any, str]] = field(default_factory=list)  # (owner, attribute), for unwrap
 
 
 _state: _State | None = None
+_hooks = ImportHooks()
 _patch_lock = threading.RLock()
+
+#: a wrapt wrapper: ``(wrapped, instance, args, kwargs)``
+Wrapper = Callable[[Callable[..., Any], Any, tuple[Any, ...], dict[str, Any]], Any]
 
 
 class DagsterInstrumentor(BaseInstrumentor):  # type: ignore[misc]
@@ -106,40 +113,37 @@ class DagsterInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             tracer_provider=tracer_provider,
             meter_provider=meter_provider,
         )
-        _import_hooks.when_imported(_API, _patch_api)
-        _import_hooks.when_imported(_EXECUTE_PLAN, _patch_execute_plan)
-        _import_hooks.when_imported(_MULTIPROCESS, _patch_multiprocess)
+        _hooks.activate()
+        _hooks.when_imported(_API, _patch_api)
+        _hooks.when_imported(_EXECUTE_PLAN, _patch_execute_plan)
+        _hooks.when_imported(_MULTIPROCESS, _patch_multiprocess)
 
     def _uninstrument(self, **kwargs: Any) -> None:
         global _state
-        for name in (_API, _EXECUTE_PLAN, _MULTIPROCESS):
-            _import_hooks.cancel(name)
+        _hooks.deactivate()
         state = _state
         _state = None
         if state is None:
             return
         with _patch_lock:
-            for owner, attribute, original in reversed(state.patches):
-                setattr(owner, attribute, original)
-            state.patches.clear()
+            for owner, attribute in reversed(state.wrapped):
+                unwrap(owner, attribute)
+            state.wrapped.clear()
 
 
 # ---- patching helpers -----------------------------------------------------------------------------
 
 
-def _patch(owner: Any, attribute: str, make_wrapper: Callable[[Any], Any]) -> None:
-    """Replace ``owner.attribute`` with ``make_wrapper(original)`` once; remember it for ``_uninstrument``."""
+def _patch(owner: Any, attribute: str, wrapper: Wrapper) -> None:
+    """Wrap ``owner.attribute`` with the wrapt ``wrapper``; remember it for ``_uninstrument``."""
     state = _state
     if state is None:
         return
     with _patch_lock:
-        original = getattr(owner, attribute, None)
-        if original is None or hasattr(original, _ORIGINAL):
+        if getattr(owner, attribute, None) is None:
             return
-        wrapper = make_wrapper(original)
-        setattr(wrapper, _ORIGINAL, original)
-        setattr(owner, attribute, wrapper)
-        state.patches.append((owner, attribute, original))
+        wrapt.wrap_function_wrapper(owner, attribute, wrapper)
+        state.wrapped.append((owner, attribute))
 
 
 def _safely(what: str, fn: Callable[..., Any], *args: Any) -> Any:
@@ -154,18 +158,18 @@ def _safely(what: str, fn: Callable[..., Any], *args: Any) -> Any:
 def _patch_api(module: ModuleType) -> None:
     iterable = getattr(module, "ExecuteRunWithPlanIterable", None)
     if iterable is not None:
-        _patch(iterable, "__init__", _wrap_run_iterable_init)
+        _patch(iterable, "__init__", _traced_run_iterable_init)
 
 
 def _patch_execute_plan(module: ModuleType) -> None:
-    _patch(module, "dagster_event_sequence_for_step", _wrap_step_sequence)
+    _patch(module, "dagster_event_sequence_for_step", _traced_step_sequence)
 
 
 def _patch_multiprocess(module: ModuleType) -> None:
     command = getattr(module, "MultiprocessExecutorChildProcessCommand", None)
     if command is not None:
-        _patch(command, "__init__", _wrap_command_init)
-        _patch(command, "execute", _wrap_command_execute)
+        _patch(command, "__init__", _traced_command_init)
+        _patch(command, "execute", _traced_command_execute)
 
 
 # ---- driving Dagster's generators under a context ---------------------------------------------------
@@ -254,15 +258,15 @@ def _asset_key_text(asset_key: Any) -> str:
 # ---- run ---------------------------------------------------------------------------------------------
 
 
-def _wrap_run_iterable_init(original: Callable[..., None]) -> Callable[..., None]:
-    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-        if "iterator" in kwargs:
-            kwargs["iterator"] = _traced_run_iterator(kwargs["iterator"])
-        elif len(args) >= 2:
-            args = (args[0], _traced_run_iterator(args[1]), *args[2:])
-        original(self, *args, **kwargs)
-
-    return __init__
+def _traced_run_iterable_init(
+    wrapped: Callable[..., None], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> None:
+    """``ExecuteRunWithPlanIterable.__init__(execution_plan, iterator, …)``: swap in the traced iterator."""
+    if "iterator" in kwargs:
+        kwargs["iterator"] = _traced_run_iterator(kwargs["iterator"])
+    elif len(args) >= 2:
+        args = (args[0], _traced_run_iterator(args[1]), *args[2:])
+    wrapped(*args, **kwargs)
 
 
 def _traced_run_iterator(iterator: Any) -> Any:
@@ -349,14 +353,15 @@ _INTERRUPTS = frozenset({"KeyboardInterrupt", "DagsterExecutionInterruptedError"
 # ---- step and assets ---------------------------------------------------------------------------------
 
 
-def _wrap_step_sequence(original: Callable[..., Iterator[Any]]) -> Callable[..., Iterator[Any]]:
-    def dagster_event_sequence_for_step(step_context: Any, *args: Any, **kwargs: Any) -> Iterator[Any]:
-        inner = original(step_context, *args, **kwargs)
-        state = _state
-        tracker = _safely("starting the step span", _StepTracker, state, step_context) if state else None
-        yield from _drive(inner, tracker)
-
-    return dagster_event_sequence_for_step
+def _traced_step_sequence(
+    wrapped: Callable[..., Iterator[Any]], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Iterator[Any]:
+    """``dagster_event_sequence_for_step(step_context, …)``: the step's events, under its span."""
+    inner = wrapped(*args, **kwargs)
+    step_context = args[0] if args else kwargs.get("step_context")
+    state = _state
+    tracker = _safely("starting the step span", _StepTracker, state, step_context) if state else None
+    yield from _drive(inner, tracker)
 
 
 class _StepTracker(_Tracker):
@@ -511,15 +516,15 @@ class _StepTracker(_Tracker):
 # ---- multiprocess executor: carry the context on the pickled command ---------------------------------
 
 
-def _wrap_command_init(original: Callable[..., None]) -> Callable[..., None]:
-    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-        original(self, *args, **kwargs)
-        carrier: dict[str, str] = {}
-        _safely("injecting the run context", propagate.inject, carrier)
-        if carrier:
-            setattr(self, CARRIER_ATTRIBUTE, carrier)
-
-    return __init__
+def _traced_command_init(
+    wrapped: Callable[..., None], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> None:
+    """``MultiprocessExecutorChildProcessCommand.__init__`` (parent): keep the current context on the command."""
+    wrapped(*args, **kwargs)
+    carrier: dict[str, str] = {}
+    _safely("injecting the run context", propagate.inject, carrier)
+    if carrier:
+        setattr(instance, CARRIER_ATTRIBUTE, carrier)
 
 
 class _CarrierTracker(_Tracker):
@@ -538,16 +543,16 @@ class _CarrierTracker(_Tracker):
         _flush()
 
 
-def _wrap_command_execute(original: Callable[..., Iterator[Any]]) -> Callable[..., Iterator[Any]]:
-    def execute(self: Any) -> Iterator[Any]:
-        inner = original(self)
-        carrier = getattr(self, CARRIER_ATTRIBUTE, None)
-        tracker = None
-        if _state is not None:
-            tracker = _safely("extracting the run context", _CarrierTracker, dict(carrier or {}))
-        yield from _drive(inner, tracker)
-
-    return execute
+def _traced_command_execute(
+    wrapped: Callable[..., Iterator[Any]], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Iterator[Any]:
+    """``MultiprocessExecutorChildProcessCommand.execute()`` (child): run under the carried context."""
+    inner = wrapped(*args, **kwargs)
+    carrier = getattr(instance, CARRIER_ATTRIBUTE, None)
+    tracker = None
+    if _state is not None:
+        tracker = _safely("extracting the run context", _CarrierTracker, dict(carrier or {}))
+    yield from _drive(inner, tracker)
 
 
 def _flush() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import pickle
 import sys
@@ -297,8 +298,10 @@ def test_multiprocess_command_carries_the_run_context(telemetry: Telemetry) -> N
         yield "event"
         seen.append(trace.get_current_span().get_span_context())
 
-    execute = floe_dagster._wrap_command_execute(original_execute)
-    assert list(execute(child_command)) == ["event"]
+    # what the wrapt wrapper on MultiprocessExecutorChildProcessCommand.execute is called with
+    execute = floe_dagster._traced_command_execute(functools.partial(original_execute, child_command),
+                                                   child_command, (), {})
+    assert list(execute) == ["event"]
     assert [(c.trace_id, c.span_id) for c in seen] == [(run_ctx.trace_id, run_ctx.span_id)] * 2
     assert not trace.get_current_span().get_span_context().is_valid
 
