@@ -57,8 +57,8 @@ class _Ctx:
         self.env_overrides: dict[str, str] = {}
         self.manifest_endpoint: tuple[str, str] | None = None  # (url, where)
         self.dev_console = False  # dev mode chose OTLP for an explicit destination: print the tree as well
-        self.reported: set[str] = set()
-        self.otlp_wanted = False  # some signal asked for OTLP (even if it could not get it)  # header variables already reported (parsed once per signal)
+        self.reported: set[str] = set()  # header variables already reported (parsed once per signal)
+        self.otlp_wanted = False  # some signal asked for OTLP (even if it could not get it)
 
     def problem(self, severity: str, where: str, value: object, message: str) -> None:
         self.problems.append(Problem(severity, where, str(value) if value is not None else "", message))
@@ -67,6 +67,8 @@ class _Ctx:
         found = [Problem(f.severity, f.where, f.value, f.message) for f in self.env.findings]
         self.env.findings.clear()
         self.problems.extend(found)
+        # one line per cause: a variable shared by the three signals is reported once
+        self.problems[:] = list(dict.fromkeys(self.problems))
         return self.problems
 
 
@@ -122,7 +124,9 @@ def build(inputs: Inputs) -> Plan:
         "cumulative",
     )
     queue = env.number(E.OTEL_BSP_MAX_QUEUE_SIZE, env.raw(E.OTEL_BSP_MAX_QUEUE_SIZE), 2048, int, 1, 1_000_000)
-    batch = env.number(E.OTEL_BSP_MAX_EXPORT_BATCH_SIZE, env.raw(E.OTEL_BSP_MAX_EXPORT_BATCH_SIZE), 512, int, 1, 1_000_000)
+    batch = env.number(
+        E.OTEL_BSP_MAX_EXPORT_BATCH_SIZE, env.raw(E.OTEL_BSP_MAX_EXPORT_BATCH_SIZE), 512, int, 1, 1_000_000
+    )
     if batch > queue:
         env.degrade(E.OTEL_BSP_MAX_EXPORT_BATCH_SIZE, batch, f"larger than the queue; using {min(512, queue)}")
         batch = min(512, queue)
@@ -233,7 +237,7 @@ def _explicit_destination(ctx: _Ctx) -> bool:
     return False
 
 
-def _backend(ctx: _Ctx, mode: str, explicit: bool) -> BackendPlan | None:
+def _backend(ctx: _Ctx, mode: str, explicit: bool) -> BackendPlan | None:  # noqa: PLR0911, PLR0912 - one exit per refusal reason
     """The selected plugin, checked; None (with a fatal problem) when no usable backend exists."""
     from floe_otel_distro.plugin import FLOE_API_VERSION, TelemetryBackendPlugin
 
@@ -250,7 +254,9 @@ def _backend(ctx: _Ctx, mode: str, explicit: bool) -> BackendPlan | None:
     found = candidates(refs, name)
     if not found:
         names = ", ".join(sorted({r.name for r in refs})) or "none"
-        ctx.problem(FATAL, where if value else E.FLOE_TELEMETRY_BACKEND, name, f"unknown telemetry backend; installed: {names}")
+        ctx.problem(
+            FATAL, where if value else E.FLOE_TELEMETRY_BACKEND, name, f"unknown telemetry backend; installed: {names}"
+        )
         return None
     winner = found[0]
     shadows = tuple(f"{r.dist or '?'} {r.dist_version or ''}".strip() for r in found[1:])
@@ -263,11 +269,15 @@ def _backend(ctx: _Ctx, mode: str, explicit: bool) -> BackendPlan | None:
         ctx.problem(FATAL, where, name, f"{winner.value} is not a floe_otel_distro.plugin.TelemetryBackendPlugin")
         return None
     if str(cls.floe_api_version).split(".")[0] != FLOE_API_VERSION.split(".")[0]:
-        ctx.problem(FATAL, where, name, f"built for floe API {cls.floe_api_version}, this distro speaks {FLOE_API_VERSION}")
+        ctx.problem(
+            FATAL, where, name, f"built for floe API {cls.floe_api_version}, this distro speaks {FLOE_API_VERSION}"
+        )
         return None
     want, want_where = ctx.layers.get("backend_version")
     if want is not None and str(want).strip() != cls.version:
-        ctx.problem(FATAL, want_where, want, f"installed {name!r} plugin is {cls.version}; pin that version or install it")
+        ctx.problem(
+            FATAL, want_where, want, f"installed {name!r} plugin is {cls.version}; pin that version or install it"
+        )
         return None
     config_value, config_where = ctx.layers.get("backend_config")
     config: dict[str, Any] = {}
@@ -308,7 +318,7 @@ def _backend(ctx: _Ctx, mode: str, explicit: bool) -> BackendPlan | None:
 
 
 # --- exporters ----------------------------------------------------------------------------------------------------
-def _signal(ctx: _Ctx, signal: str, backend: BackendPlan, explicit: bool) -> SignalPlan:
+def _signal(ctx: _Ctx, signal: str, backend: BackendPlan, explicit: bool) -> SignalPlan:  # noqa: PLR0912 - the spec's rules, in order
     env = ctx.env
     value, where = ctx.layers.get(f"{signal}_enabled")
     if not env.flag(where, value, True):
@@ -401,7 +411,7 @@ def _otlp(ctx: _Ctx, signal: str) -> tuple[ExporterPlan | None, str | None]:
                 DEGRADED,
                 proto_where or "protocol",
                 "grpc",
-                f"{signal}: the OTLP/gRPC exporter is not installed; pip install 'floe-otel-distro[grpc]' "
+                "the OTLP/gRPC exporter is not installed; pip install 'floe-otel-distro[grpc]' "
                 "or set OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf with the collector's 4318 port",
             )
             return None, "the OTLP/gRPC exporter is not installed"
@@ -462,7 +472,9 @@ def _headers(ctx: _Ctx, signal: str) -> dict[str, str]:
 
         read = ctx.inputs.read_text or files.read_text
         try:
-            out.update(_parse_headers(ctx, read(path, E.FLOE_OTLP_HEADERS_FILE, MAX_HEADERS_BYTES), E.FLOE_OTLP_HEADERS_FILE))
+            out.update(
+                _parse_headers(ctx, read(path, E.FLOE_OTLP_HEADERS_FILE, MAX_HEADERS_BYTES), E.FLOE_OTLP_HEADERS_FILE)
+            )
         except FileProblem as exc:
             ctx.problem(DEGRADED, exc.where, exc.path, f"{exc.message}; exporting without these headers")
     if text and where:
@@ -584,7 +596,9 @@ def _checks(ctx: _Ctx, mode: str, backend: BackendPlan, signals: Mapping[str, Si
     otlp = [(s, e) for s, p in signals.items() for e in p.exporters if e.kind == "otlp"]
     endpoint_set = ctx.env.first(E.OTEL_EXPORTER_OTLP_ENDPOINT, E.FLOE_OTLP_ENDPOINT)
     if endpoint_set[1] and not ctx.otlp_wanted:
-        ctx.problem(WARNING, endpoint_set[1], redact_url(endpoint_set[0] or ""), "no signal exports OTLP, so this is unused")
+        ctx.problem(
+            WARNING, endpoint_set[1], redact_url(endpoint_set[0] or ""), "no signal exports OTLP, so this is unused"
+        )
     if mode != "prod" or ctx.manifest_endpoint is None or backend.name == "console":
         return
     declared, declared_where = ctx.manifest_endpoint

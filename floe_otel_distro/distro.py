@@ -39,7 +39,9 @@ def make_plan() -> Plan:
         except Exception as exc:  # a bug of ours must never stop the host program
             from floe_otel_distro.plan import Problem, _off
 
-            problem = Problem(FATAL, "floe-otel-distro", "", f"internal error {type(exc).__name__}: {exc}; please report it")
+            problem = Problem(
+                FATAL, "floe-otel-distro", "", f"internal error {type(exc).__name__}: {exc}; please report it"
+            )
             state.plan = _off("internal error", os.environ.get("FLOE_OTEL_STRICT", "").lower() == "true", [problem], {})
         report(state.plan)
     return state.plan

@@ -54,7 +54,7 @@ def report(plan: Plan, checks: Mapping[str, Mapping[str, Any]] | None = None) ->
     return data
 
 
-def render(plan: Plan, checks: Mapping[str, Mapping[str, Any]] | None = None) -> str:
+def render(plan: Plan, checks: Mapping[str, Mapping[str, Any]] | None = None) -> str:  # noqa: PLR0912, PLR0915 - a flat report
     """The plan as text for a person."""
     lines = ["floe-otel doctor: the plan this environment gives"]
     if not plan.active:

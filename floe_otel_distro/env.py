@@ -52,13 +52,13 @@ OTEL_PYTHON_DISABLED_INSTRUMENTATIONS = "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS"
 # --- sampling / logs / batching / lifecycle -----------------------------------------------------------------
 OTEL_TRACES_SAMPLER = "OTEL_TRACES_SAMPLER"
 OTEL_TRACES_SAMPLER_ARG = "OTEL_TRACES_SAMPLER_ARG"
-FLOE_SAMPLING_RATIO = "FLOE_SAMPLING_RATIO"  #: 0.0–1.0, beats the mode default, loses to OTEL_TRACES_SAMPLER_ARG.
+FLOE_SAMPLING_RATIO = "FLOE_SAMPLING_RATIO"  #: 0.0-1.0, beats the mode default, loses to OTEL_TRACES_SAMPLER_ARG.
 FLOE_LOG_LEVEL = "FLOE_LOG_LEVEL"  #: level of the OTel log handler on the root logger. Default INFO.
 OTEL_BSP_MAX_QUEUE_SIZE = "OTEL_BSP_MAX_QUEUE_SIZE"
 OTEL_BSP_MAX_EXPORT_BATCH_SIZE = "OTEL_BSP_MAX_EXPORT_BATCH_SIZE"
 OTEL_BSP_SCHEDULE_DELAY = "OTEL_BSP_SCHEDULE_DELAY"
 OTEL_METRIC_EXPORT_INTERVAL = "OTEL_METRIC_EXPORT_INTERVAL"
-FLOE_SHUTDOWN_TIMEOUT = "FLOE_SHUTDOWN_TIMEOUT"  #: seconds the exit flush may take (0.1–60). Default 2.
+FLOE_SHUTDOWN_TIMEOUT = "FLOE_SHUTDOWN_TIMEOUT"  #: seconds the exit flush may take (0.1-60). Default 2.
 
 SIGNALS = ("traces", "metrics", "logs")
 
@@ -131,7 +131,7 @@ class Env:
         self.degrade(where, value, f"not a boolean; use true or false (using {str(default).lower()})")
         return default
 
-    def number(
+    def number(  # noqa: PLR0917 - where, value, default, type, range: one call reads as a sentence
         self,
         where: str,
         value: object,

@@ -125,7 +125,9 @@ class TelemetryBackendPlugin(ABC):
         return None
 
 
-def verify_plugin(cls: type[TelemetryBackendPlugin], config: Mapping[str, Any] | None = None) -> list[str]:
+def verify_plugin(  # noqa: PLR0912 - one check per contract rule
+    cls: type[TelemetryBackendPlugin], config: Mapping[str, Any] | None = None
+) -> list[str]:
     """Everything wrong with a plugin class, as sentences (an empty list: it is a valid plugin).
 
     Use it in a plugin's own tests: ``assert verify_plugin(MyBackend, {"endpoint": "https://x"}) == []``.

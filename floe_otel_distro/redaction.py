@@ -48,7 +48,9 @@ _URL_IN_TEXT = re.compile(r"[^\s'\"<>()]*(?:://|@)[^\s'\"<>()]*")
 
 def redact_text(text: str) -> str:
     """Free text (an exception message…) with every URL-like token in it redacted."""
-    return _URL_IN_TEXT.sub(lambda m: redact_url(m.group()) if ("://" in m.group() or ":" in m.group()) else m.group(), text)
+    return _URL_IN_TEXT.sub(
+        lambda m: redact_url(m.group()) if ("://" in m.group() or ":" in m.group()) else m.group(), text
+    )
 
 
 def redact(value: Any, *, key: str = "") -> Any:

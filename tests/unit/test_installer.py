@@ -68,8 +68,15 @@ def test_install_of_an_inactive_plan_does_nothing() -> None:
     assert _nothing_installed()
 
 
-STEPS = ["step_environment", "step_tracing", "step_metrics", "step_logging", "step_propagators", "step_commit",
-         "step_lifecycle"]
+STEPS = [
+    "step_environment",
+    "step_tracing",
+    "step_metrics",
+    "step_logging",
+    "step_propagators",
+    "step_commit",
+    "step_lifecycle",
+]
 
 
 @pytest.mark.parametrize("step", STEPS)

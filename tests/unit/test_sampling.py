@@ -10,8 +10,8 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace.sampling import Decision, Sampler
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
-from floe_otel_distro.sampling import build_sampler
 from floe_otel_distro.plan import Inputs, build_plan
+from floe_otel_distro.sampling import build_sampler
 from tests.unit.conftest import write_yaml
 
 N = 1000
