@@ -22,17 +22,9 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
-from opentelemetry.sdk.metrics.export import (
-    AggregationTemporality,
-    MetricExporter,
-    MetricExportResult,
-    MetricsData,
-)
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 if TYPE_CHECKING:
-    from opentelemetry.sdk._logs import ReadableLogRecord
     from opentelemetry.sdk.trace import ReadableSpan
 
     from floe_otel_distro.plan import ExporterPlan
@@ -136,72 +128,6 @@ class LazySpanExporter(_Lazy, SpanExporter):
         return True
 
 
-class LazyLogExporter(_Lazy, LogRecordExporter):
-    """A log record exporter that builds the real one on first export."""
-
-    def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
-        result: LogRecordExportResult = self._send(
-            lambda inner: inner.export(batch), LogRecordExportResult.SUCCESS, LogRecordExportResult.FAILURE
-        )
-        return result
-
-    def shutdown(self) -> None:
-        self._shutdown()
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return True
-
-
-_TEMPORALITY: dict[str, dict[type, AggregationTemporality]] = {}
-
-
-def metric_temporality(preference: str) -> dict[type, AggregationTemporality]:
-    """The OTLP temporality preference (cumulative | delta | lowmemory) as the SDK's mapping."""
-    from opentelemetry.sdk.metrics import (
-        Counter,
-        Histogram,
-        ObservableCounter,
-        ObservableGauge,
-        ObservableUpDownCounter,
-        UpDownCounter,
-    )
-
-    cum, delta = AggregationTemporality.CUMULATIVE, AggregationTemporality.DELTA
-    if preference == "delta":
-        return {Counter: delta, UpDownCounter: cum, Histogram: delta, ObservableCounter: delta,
-                ObservableUpDownCounter: cum, ObservableGauge: cum}
-    if preference == "lowmemory":
-        return {Counter: delta, UpDownCounter: cum, Histogram: delta, ObservableCounter: cum,
-                ObservableUpDownCounter: cum, ObservableGauge: cum}
-    return {k: cum for k in (Counter, UpDownCounter, Histogram, ObservableCounter, ObservableUpDownCounter,
-                             ObservableGauge)}
-
-
-class LazyMetricExporter(_Lazy, MetricExporter):
-    """A metric exporter that builds the real one on first export (temporality fixed up front)."""
-
-    def __init__(self, signal: str, endpoint: str, factory: Callable[[], Any],
-                 temporality: dict[type, AggregationTemporality], target: str = "") -> None:
-        _Lazy.__init__(self, signal, endpoint, factory, target)
-        MetricExporter.__init__(self, preferred_temporality=temporality)
-
-    def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
-        if not any(sm.metrics for rm in metrics_data.resource_metrics for sm in rm.scope_metrics):
-            return MetricExportResult.SUCCESS  # nothing measured: no request, no OTLP import
-        result: MetricExportResult = self._send(
-            lambda inner: inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs),
-            MetricExportResult.SUCCESS,
-            MetricExportResult.FAILURE,
-        )
-        return result
-
-    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
-        self._shutdown()
-
-    def force_flush(self, timeout_millis: float = 10_000) -> bool:
-        return True
-
-
 def _quiet_upstream_retry_logs() -> None:
     # The OTLP exporters log every retry at WARNING; we report failures ourselves, throttled.
     for name in ("opentelemetry.exporter.otlp", "opentelemetry.exporter.otlp.common"):
@@ -215,7 +141,6 @@ def otlp_exporter(signal: str, spec: ExporterPlan, temporality_preference: str =
     timeout = spec.timeout_s
     grpc = spec.protocol == "grpc"
     insecure = spec.insecure
-    temporality = metric_temporality(temporality_preference)
 
     def build() -> Any:
         _quiet_upstream_retry_logs()
@@ -234,7 +159,7 @@ def otlp_exporter(signal: str, spec: ExporterPlan, temporality_preference: str =
                 from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as GM
 
                 return GM(endpoint=endpoint, headers=headers, timeout=timeout, insecure=insecure,
-                          preferred_temporality=temporality)
+                          preferred_temporality=temporality_of(temporality_preference))
             from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter as GL
 
             return GL(endpoint=endpoint, headers=headers, timeout=timeout, insecure=insecure)
@@ -245,7 +170,8 @@ def otlp_exporter(signal: str, spec: ExporterPlan, temporality_preference: str =
         if signal == "metrics":
             from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as HM
 
-            return HM(endpoint=endpoint, headers=headers, timeout=timeout, preferred_temporality=temporality)
+            return HM(endpoint=endpoint, headers=headers, timeout=timeout,
+                      preferred_temporality=temporality_of(temporality_preference))
         from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter as HL
 
         return HL(endpoint=endpoint, headers=headers, timeout=timeout)
@@ -256,8 +182,19 @@ def otlp_exporter(signal: str, spec: ExporterPlan, temporality_preference: str =
     if signal == "traces":
         return LazySpanExporter(signal, shown, build, endpoint)
     if signal == "metrics":
-        return LazyMetricExporter(signal, shown, build, temporality, endpoint)
+        from floe_otel_distro._lazy_metrics import LazyMetricExporter
+
+        return LazyMetricExporter(signal, shown, build, temporality_of(temporality_preference), endpoint)
+    from floe_otel_distro._lazy_logs import LazyLogExporter
+
     return LazyLogExporter(signal, shown, build, endpoint)
+
+
+def temporality_of(preference: str) -> dict[type, Any]:
+    """The SDK temporality mapping for a preference (imports the metrics SDK: metrics only)."""
+    from floe_otel_distro._lazy_metrics import metric_temporality
+
+    return metric_temporality(preference)
 
 
 def abort_all() -> None:

@@ -2,7 +2,9 @@
 
 Steps, in order: environment the SDK reads (``plan.env_overrides``) → resource → tracer provider →
 meter provider → logger provider and the root-logger handler → propagators → commit (global providers,
-handler, start-up context) → lifecycle hooks. If any step raises, everything done so far is undone —
+handler, start-up context) → lifecycle hooks. The meter and logger providers are ``providers.Deferred*``:
+their SDK objects are built on first use, so a job that records no metric and logs nothing never pays
+for them. If any step raises, everything done so far is undone —
 the API is back to its no-op providers, the handler removed, the environment restored — one
 ``floe-otel:`` line names the step and the program runs without telemetry (strict mode: exit 78).
 """
@@ -124,38 +126,51 @@ def step_tracing(plan: Plan, done: Installed, resource: Any) -> None:
 
 
 def step_metrics(plan: Plan, done: Installed, resource: Any) -> None:
-    """Meter provider with one periodic exporting reader per exporter."""
+    """Meter provider, one periodic exporting reader per exporter; the SDK part is built on first use."""
     if not plan.signals["metrics"].on:
         return
-    from opentelemetry.sdk.metrics import MeterProvider
-    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+    from floe_otel_distro.providers import DeferredMeterProvider
 
-    readers = [
-        PeriodicExportingMetricReader(
-            build_exporter("metrics", spec, plan), export_interval_millis=plan.metric_export_interval_ms
-        )
-        for spec in plan.signals["metrics"].exporters
-    ]
-    provider = MeterProvider(resource=resource, metric_readers=readers, shutdown_on_exit=False)
+    def build() -> Any:
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+
+        readers = [
+            PeriodicExportingMetricReader(
+                build_exporter("metrics", spec, plan), export_interval_millis=plan.metric_export_interval_ms
+            )
+            for spec in plan.signals["metrics"].exporters
+        ]
+        return MeterProvider(resource=resource, metric_readers=readers, shutdown_on_exit=False)
+
+    provider = DeferredMeterProvider(build)
     done.providers.append(provider)
     done.meter_provider = provider
 
 
 def step_logging(plan: Plan, done: Installed, resource: Any) -> None:
-    """Logger provider with batch export, and the OTel handler for the root logger at the plan's level."""
+    """Logger provider with batch export, and the OTel handler for the root logger at the plan's level.
+
+    The logs SDK is built when the first record (or logger) is asked for.
+    """
     if not plan.signals["logs"].on:
         return
-    from opentelemetry.sdk._logs import LoggerProvider
-    from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
-
     from floe_otel_distro.log_handler import FloeLoggingHandler
+    from floe_otel_distro.providers import DeferredLoggerProvider
 
-    provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
+    def build() -> Any:
+        from opentelemetry.sdk._logs import LoggerProvider
+        from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+
+        sdk_provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
+        for spec in plan.signals["logs"].exporters:
+            sdk_provider.add_log_record_processor(BatchLogRecordProcessor(build_exporter("logs", spec, plan)))
+        return sdk_provider
+
+    provider = DeferredLoggerProvider(build)
     done.providers.append(provider)
-    for spec in plan.signals["logs"].exporters:
-        provider.add_log_record_processor(BatchLogRecordProcessor(build_exporter("logs", spec, plan)))
     done.logger_provider = provider
-    done.handler = FloeLoggingHandler(level=getattr(logging, plan.log_level), logger_provider=provider)
+    done.handler = FloeLoggingHandler(level=getattr(logging, plan.log_level), logger_provider=provider.real)
 
 
 def step_propagators(plan: Plan, done: Installed, was_imported: bool) -> None:

@@ -5,25 +5,46 @@ Two stdlib behaviours would change if we simply added a handler to the root logg
   that never configured logging would lose its console warnings;
 - ``logging.basicConfig()`` does nothing when the root logger already has a handler, so the app's own
   configuration (level, format, console handler) would be silently ignored.
-``FloeLoggingHandler`` re-creates the first. For the second, the ``floe_logging`` instrumentor
-(:mod:`floe_otel_distro.instrumentation.logging_config`) runs ``basicConfig``/``dictConfig``/``fileConfig``
-inside :func:`detached`: as if our handler were absent, re-attached afterwards.
+``FloeLoggingHandler`` re-creates the first. It is light: the SDK's ``LoggingHandler`` (and with it the
+logs SDK) is built when the first record arrives, from the logger provider the installer hands it. For
+the second, the ``floe_logging`` instrumentor (:mod:`floe_otel_distro.instrumentation.logging_config`) runs
+``basicConfig``/``dictConfig``/``fileConfig`` inside :func:`detached`: as if our handler were absent,
+re-attached afterwards.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
 
-from opentelemetry.sdk._logs import LoggingHandler
 
+class FloeLoggingHandler(logging.Handler):
+    """Exports records through the SDK's ``LoggingHandler`` (built on the first record) and keeps Python's
+    last-resort console output for unconfigured apps."""
 
-class FloeLoggingHandler(LoggingHandler):
-    """OTel ``LoggingHandler`` that keeps Python's last-resort console output for unconfigured apps."""
+    def __init__(self, level: int = logging.NOTSET, *, logger_provider: Callable[[], Any] | Any) -> None:
+        super().__init__(level=level)
+        self._provider = logger_provider
+        self._inner: logging.Handler | None = None
+        self._build_lock = threading.Lock()
+
+    def _sdk_handler(self) -> logging.Handler:
+        inner = self._inner
+        if inner is None:
+            with self._build_lock:
+                if self._inner is None:
+                    from opentelemetry.sdk._logs import LoggingHandler
+
+                    provider = self._provider() if callable(self._provider) else self._provider
+                    self._inner = LoggingHandler(level=logging.NOTSET, logger_provider=provider)
+                inner = self._inner
+        return inner
 
     def emit(self, record: logging.LogRecord) -> None:
-        super().emit(record)
+        self._sdk_handler().emit(record)
         last = logging.lastResort
         if last is not None and record.levelno >= last.level and self._only_handler_for(record):
             last.handle(record)
@@ -37,6 +58,10 @@ class FloeLoggingHandler(LoggingHandler):
                 break
             logger = logger.parent
         return True
+
+    def flush(self) -> None:
+        if self._inner is not None:
+            self._inner.flush()
 
 
 def _attached() -> list[logging.Handler]:

@@ -9,7 +9,9 @@
 
 from __future__ import annotations
 
+import threading
 from functools import lru_cache
+from typing import Any
 
 from opentelemetry import metrics
 
@@ -22,35 +24,52 @@ ERROR_TYPE = "error.type"
 
 
 class PipelineMetrics:
-    """The three pipeline instruments, from the global meter provider (or ``meter_provider``, in tests)."""
+    """The three pipeline instruments, from the global meter provider (or ``meter_provider``, in tests).
+
+    The instruments are created on the first record, not at ``instrument()`` time: a process that never
+    runs a pipeline never builds the metrics SDK (see ``floe_otel_distro.providers``).
+    """
 
     def __init__(self, meter_provider: metrics.MeterProvider | None = None) -> None:
-        meter = metrics.get_meter("floe_otel_distro", meter_provider=meter_provider)
-        self.run_duration = meter.create_histogram(
-            "floe.pipeline.run.duration",
-            unit="s",
-            description="Duration of a pipeline run (dbt invocation, Dagster run).",
-        )
-        self.materializations = meter.create_counter(
-            "floe.pipeline.materializations",
-            unit="{materialization}",
-            description="Assets or dbt nodes materialized, by status.",
-        )
-        self.errors = meter.create_counter(
-            "floe.pipeline.errors", unit="{error}", description="Errors raised by pipeline components."
-        )
+        self._meter_provider = meter_provider
+        self._created: tuple[Any, Any, Any] | None = None
+        self._lock = threading.Lock()
+
+    def _instruments(self) -> tuple[Any, Any, Any]:
+        created = self._created
+        if created is None:
+            with self._lock:
+                if self._created is None:
+                    meter = metrics.get_meter("floe_otel_distro", meter_provider=self._meter_provider)
+                    self._created = (
+                        meter.create_histogram(
+                            "floe.pipeline.run.duration",
+                            unit="s",
+                            description="Duration of a pipeline run (dbt invocation, Dagster run).",
+                        ),
+                        meter.create_counter(
+                            "floe.pipeline.materializations",
+                            unit="{materialization}",
+                            description="Assets or dbt nodes materialized, by status.",
+                        ),
+                        meter.create_counter(
+                            "floe.pipeline.errors", unit="{error}", description="Errors raised by pipeline components."
+                        ),
+                    )
+                created = self._created
+        return created
 
     def record_run(self, component: str, name: str, status: str, seconds: float) -> None:
         """Record one finished pipeline run."""
-        self.run_duration.record(seconds, {COMPONENT: component, PIPELINE_NAME: name, PIPELINE_STATUS: status})
+        self._instruments()[0].record(seconds, {COMPONENT: component, PIPELINE_NAME: name, PIPELINE_STATUS: status})
 
     def record_materialization(self, component: str, asset_key: str, status: str) -> None:
         """Count one asset/model materialization."""
-        self.materializations.add(1, {COMPONENT: component, ASSET_KEY: asset_key, MATERIALIZATION_STATUS: status})
+        self._instruments()[1].add(1, {COMPONENT: component, ASSET_KEY: asset_key, MATERIALIZATION_STATUS: status})
 
     def record_error(self, component: str, error_type: str) -> None:
         """Count one error."""
-        self.errors.add(1, {COMPONENT: component, ERROR_TYPE: error_type})
+        self._instruments()[2].add(1, {COMPONENT: component, ERROR_TYPE: error_type})
 
 
 @lru_cache(maxsize=1)

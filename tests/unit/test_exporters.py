@@ -7,7 +7,7 @@ from typing import Any
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader, MetricExportResult, MetricsData
 
-from floe_otel_distro.exporters import LazyMetricExporter, metric_temporality
+from floe_otel_distro._lazy_metrics import LazyMetricExporter, metric_temporality
 
 
 class _Recorder:

@@ -52,14 +52,50 @@ def test_install_applies_the_plan() -> None:
     done = installer.install(_plan(), environ)
     assert done is not None
     assert type(trace.get_tracer_provider()).__name__ == "TracerProvider"
-    assert type(metrics.get_meter_provider()).__name__ == "MeterProvider"
-    assert type(_logs.get_logger_provider()).__name__ == "LoggerProvider"
+    meter_provider, logger_provider = metrics.get_meter_provider(), _logs.get_logger_provider()
+    assert type(meter_provider).__name__ == "DeferredMeterProvider"
+    assert type(logger_provider).__name__ == "DeferredLoggerProvider"
     assert done.handler in logging.getLogger().handlers
     assert environ["OTEL_PROPAGATORS"] == "tracecontext"
     resource = trace.get_tracer_provider().resource  # type: ignore[attr-defined]
     assert resource.attributes["floe.namespace"] == "sales"
     assert resource.attributes["telemetry.distro.name"] == "floe-otel-distro"
     assert "process.command_line" not in resource.attributes
+
+
+def test_metrics_and_logs_sdk_are_built_on_first_use() -> None:
+    """No metric, no log record: no metrics/logs SDK provider; the first use builds the plan's."""
+    done = installer.install(_plan(), dict(ENV))
+    assert done is not None
+    meter_provider = metrics.get_meter_provider()
+    logger_provider = _logs.get_logger_provider()
+    assert not meter_provider.built and not logger_provider.built  # type: ignore[attr-defined]
+    meter_provider.get_meter("t").create_counter("c").add(1)
+    assert type(meter_provider.real()).__name__ == "MeterProvider"  # type: ignore[attr-defined]
+    logging.getLogger("t").warning("first record")
+    sdk_logs = logger_provider.real()  # type: ignore[attr-defined]
+    assert type(sdk_logs).__name__ == "LoggerProvider"
+    assert sdk_logs.resource.attributes["floe.namespace"] == "sales"
+
+
+def test_a_failing_deferred_build_turns_only_that_signal_off(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A metrics SDK that cannot be built: one line, no-op metrics, traces unaffected."""
+    done = installer.install(_plan(), dict(ENV))
+    assert done is not None
+
+    def boom(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("no metrics for you")
+
+    monkeypatch.setattr(installer, "build_exporter", boom)
+    metrics.get_meter_provider().get_meter("t").create_counter("c").add(1)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "floe-otel: building the metrics provider failed (RuntimeError: no metrics for you); metrics are not "
+        "exported (please report this)"
+    ]
+    assert type(trace.get_tracer_provider()).__name__ == "TracerProvider"
 
 
 def test_install_of_an_inactive_plan_does_nothing() -> None:

@@ -19,6 +19,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from floe_otel_distro import exporters, lifecycle
+from floe_otel_distro._lazy_logs import LazyLogExporter
 
 
 @pytest.fixture(autouse=True)
@@ -162,7 +163,7 @@ def test_abort_unreachable_aborts_only_exporters_whose_collector_is_down(capsys:
     try:
         up = exporters.LazySpanExporter("traces", "up", lambda: None, f"http://127.0.0.1:{up_port}/v1/traces")
         down = exporters.LazySpanExporter("traces", "down", lambda: None, f"http://127.0.0.1:{down_port}/v1/traces")
-        down_logs = exporters.LazyLogExporter("logs", "down", lambda: None, f"http://127.0.0.1:{down_port}/v1/logs")
+        down_logs = LazyLogExporter("logs", "down", lambda: None, f"http://127.0.0.1:{down_port}/v1/logs")
         saved = exporters._last_warning
         exporters._last_warning = 0.0
         assert exporters.abort_unreachable(0.5) >= 2
