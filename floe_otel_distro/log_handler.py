@@ -21,6 +21,16 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 
+# Records from these loggers are never exported: the SDK and the distro themselves, and the exporters'
+# transports. Exporting them would feed telemetry's own troubles back into telemetry (a retry warning
+# exported through the failing exporter, a debug line per export request, the launcher's own warnings).
+NOT_EXPORTED = ("opentelemetry", "floe_otel_distro", "urllib3", "requests", "grpc", "charset_normalizer")
+
+
+def _not_exported(name: str) -> bool:
+    return any(name == prefix or name.startswith(prefix + ".") for prefix in NOT_EXPORTED)
+
+
 class FloeLoggingHandler(logging.Handler):
     """Exports records through the SDK's ``LoggingHandler`` (built on the first record) and keeps Python's
     last-resort console output for unconfigured apps."""
@@ -44,7 +54,8 @@ class FloeLoggingHandler(logging.Handler):
         return inner
 
     def emit(self, record: logging.LogRecord) -> None:
-        self._sdk_handler().emit(record)
+        if not _not_exported(record.name):
+            self._sdk_handler().emit(record)
         last = logging.lastResort
         if last is not None and record.levelno >= last.level and self._only_handler_for(record):
             last.handle(record)
