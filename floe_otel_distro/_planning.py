@@ -15,9 +15,13 @@ from floe_otel_distro import env as E
 from floe_otel_distro.backends import ENTRY_POINT_GROUP, candidates
 from floe_otel_distro.files import MAX_HEADERS_BYTES, FileProblem
 from floe_otel_distro.plan import (
+    _COMPILED_KEYS,
     _MANIFEST_KEYS,
     _RATIO_SAMPLERS,
+    _REJECTED_MANIFEST_KEYS,
+    _REJECTED_SPEC_KEYS,
     _SPEC_KEYS,
+    _TELEMETRY,
     API_PROPAGATORS,
     DEFAULT_DETECTORS,
     DEFAULT_PROPAGATORS,
@@ -90,7 +94,8 @@ def build(inputs: Inputs) -> Plan:
     namespace = _text(layers.get("namespace")[0])
     product = _text(layers.get("product_name")[0])
     version = _text(layers.get("product_version")[0])
-    service = env.raw(E.OTEL_SERVICE_NAME) or product or "unknown_service"
+    compiled_service = _text(layers.get("service_name")[0])
+    service = env.raw(E.OTEL_SERVICE_NAME) or product or compiled_service or "unknown_service"
     floe_attrs = {
         "floe.namespace": namespace or "default",
         "floe.product.name": product or service,
@@ -98,7 +103,7 @@ def build(inputs: Inputs) -> Plan:
         "floe.mode": mode,
     }
     resource: dict[str, str] = {
-        "service.name": product or "unknown_service",
+        "service.name": compiled_service or product or "unknown_service",
         "deployment.environment.name": mode,
         "deployment.environment": mode,
         **floe_attrs,
@@ -123,14 +128,15 @@ def build(inputs: Inputs) -> Plan:
         TEMPORALITIES,
         "cumulative",
     )
-    queue = env.number(E.OTEL_BSP_MAX_QUEUE_SIZE, env.raw(E.OTEL_BSP_MAX_QUEUE_SIZE), 2048, int, 1, 1_000_000)
-    batch = env.number(
-        E.OTEL_BSP_MAX_EXPORT_BATCH_SIZE, env.raw(E.OTEL_BSP_MAX_EXPORT_BATCH_SIZE), 512, int, 1, 1_000_000
-    )
+    value, where = layers.get("bsp_max_queue_size")
+    queue = env.number(where, value, 2048, int, 1, 1_000_000)
+    value, batch_where = layers.get("bsp_max_export_batch_size")
+    batch = env.number(batch_where, value, 512, int, 1, 1_000_000)
     if batch > queue:
-        env.degrade(E.OTEL_BSP_MAX_EXPORT_BATCH_SIZE, batch, f"larger than the queue; using {min(512, queue)}")
+        env.degrade(batch_where, batch, f"larger than the queue; using {min(512, queue)}")
         batch = min(512, queue)
-    delay = env.number(E.OTEL_BSP_SCHEDULE_DELAY, env.raw(E.OTEL_BSP_SCHEDULE_DELAY), 5000, int, 1, 3_600_000, " ms")
+    value, where = layers.get("bsp_schedule_delay_ms")
+    delay = env.number(where, value, 5000, int, 1, 3_600_000, " ms")
     interval = env.number(
         E.OTEL_METRIC_EXPORT_INTERVAL, env.raw(E.OTEL_METRIC_EXPORT_INTERVAL), 60000, int, 100, 86_400_000, " ms"
     )
@@ -154,7 +160,7 @@ def build(inputs: Inputs) -> Plan:
         resource=MappingProxyType(resource),
         resource_detectors=detectors,
         propagators=propagators,
-        baggage=MappingProxyType({"floe.namespace": floe_attrs["floe.namespace"]}),
+        baggage=MappingProxyType(dict(floe_attrs)),
         instrumentors=MappingProxyType(instrumentors),
         log_level=level,
         metrics_temporality=temporality or "cumulative",
@@ -177,18 +183,71 @@ def _text(value: Any) -> str | None:
 
 
 # --- files -----------------------------------------------------------------------------------------------------
-def _read_files(ctx: _Ctx) -> None:
-    """The spec and the manifest as layers; a file that cannot be used is skipped with one problem."""
+def _validated(ctx: _Ctx, kind: str, path: str, doc: dict[str, Any]) -> dict[str, Any]:
+    """``doc`` checked against floe's schema (``schema.py``): each rejected field is one problem, and ignored."""
+    from floe_otel_distro import schema
+
+    models: dict[str, type[schema.BaseModel]] = {
+        "spec": schema.Spec,
+        "manifest": schema.Manifest,
+        "compiled": schema.Compiled,
+    }
+    model = models[kind]
+    rejected = {"spec": _REJECTED_SPEC_KEYS, "manifest": _REJECTED_MANIFEST_KEYS}.get(kind, ())
+    for key, variable in rejected:
+        if _dig(doc, key) is not None:
+            ctx.problem(
+                WARNING,
+                f"{path}: {'.'.join(key)}",
+                "",
+                f"floe's schema rejects this key (extra inputs are not permitted); not read: use {variable}",
+            )
+    backend = _dig(doc, ("plugins", "telemetry_backend"))
+    if kind == "manifest" and isinstance(backend, str):
+        ctx.problem(
+            WARNING,
+            f"{path}: plugins.telemetry_backend",
+            backend,
+            "a bare name is floe's quickstart form, not its schema's: write {type: " + backend + "}",
+        )
+    data, dropped = schema.validated(model, doc)
+    for field, reason in dropped:
+        ctx.problem(DEGRADED, f"{path}: {field}", "", f"{reason}; this key is ignored")
+    return data
+
+
+def _compiled_path(ctx: _Ctx) -> tuple[str | None, str]:
+    """The compiled artifacts to read, if any: the variable, else floe's default output if it exists."""
+    import os.path
+
+    named = ctx.env.raw(E.FLOE_COMPILED_ARTIFACTS)
+    if named is not None:
+        return (None if named.lower() == "none" else named), E.FLOE_COMPILED_ARTIFACTS
+    default = ctx.inputs.compiled_default
+    if default and os.path.isfile(default):
+        return default, f"{default} (floe platform compile's default output)"
+    return None, "default"
+
+
+def _read_files(ctx: _Ctx) -> None:  # noqa: PLR0912 - one branch per file and per way it can fail
+    """Compiled artifacts, spec and manifest as layers; a file that cannot be used is skipped with one problem."""
     from floe_otel_distro import files
 
     load = ctx.inputs.load_yaml or files.load_yaml
     spec_path = ctx.env.raw(E.FLOE_SPEC)
     manifest_path = ctx.env.raw(E.FLOE_MANIFEST)
     manifest_where = E.FLOE_MANIFEST
+    compiled_path, compiled_where = _compiled_path(ctx)
+    compiled_doc: dict[str, Any] | None = None
+    if compiled_path:
+        try:
+            compiled_doc = _validated(ctx, "compiled", compiled_path, files.load_json(compiled_path, compiled_where))
+        except FileProblem as exc:
+            ctx.problem(DEGRADED, exc.where, exc.path, f"{exc.message}; the compiled artifacts are ignored")
     spec_doc: dict[str, Any] | None = None
     if spec_path:
         try:
-            spec_doc = load(spec_path, E.FLOE_SPEC)
+            spec_doc = _validated(ctx, "spec", spec_path, load(spec_path, E.FLOE_SPEC))
         except FileProblem as exc:
             ctx.problem(DEGRADED, exc.where, exc.path, f"{exc.message}; the spec is ignored")
     if spec_doc is not None and spec_path:
@@ -200,7 +259,8 @@ def _read_files(ctx: _Ctx) -> None:
                     WARNING,
                     manifest_where,
                     ref,
-                    "a registry reference, not a file: the manifest is not read (set FLOE_MANIFEST to a local copy)",
+                    "a registry reference, not a file: the manifest is not read "
+                    "(floe's compiled artifacts carry its telemetry; or set FLOE_MANIFEST to a local copy)",
                 )
             else:
                 import os.path
@@ -210,10 +270,15 @@ def _read_files(ctx: _Ctx) -> None:
     manifest_doc: dict[str, Any] | None = None
     if manifest_path:
         try:
-            manifest_doc = load(manifest_path, manifest_where)
+            manifest_doc = _validated(ctx, "manifest", manifest_path, load(manifest_path, manifest_where))
         except FileProblem as exc:
             ctx.problem(DEGRADED, exc.where, exc.path, f"{exc.message}; the manifest is ignored")
-    # the spec (the product's own file) is stronger than the platform manifest
+    # compiled artifacts (floe's resolved contract) > the spec (the product's own file) > the platform manifest
+    if compiled_doc is not None and compiled_path:
+        if _dig(compiled_doc, (*_TELEMETRY, "otlp_protocol")) == "http":
+            compiled_doc["observability"]["telemetry"]["otlp_protocol"] = "http/protobuf"
+        ctx.layers.add_file(compiled_doc, _COMPILED_KEYS, f"compiled:{compiled_path}")
+        ctx.layers.sources["compiled_path"] = compiled_where
     if spec_doc is not None:
         ctx.layers.add_file(spec_doc, _SPEC_KEYS, f"spec:{spec_path}")
     if manifest_doc is not None:
@@ -229,6 +294,8 @@ def _explicit_destination(ctx: _Ctx) -> bool:
     env = ctx.env
     if env.first(E.OTEL_EXPORTER_OTLP_ENDPOINT, E.FLOE_OTLP_ENDPOINT)[1] or ctx.manifest_endpoint:
         return True
+    if _text(ctx.layers.get("endpoint")[0]):  # the compiled artifacts' otlp_endpoint
+        return True
     for signal in E.SIGNALS:
         if env.raw(E.signal_var("OTEL_EXPORTER_OTLP_{SIGNAL}_ENDPOINT", signal)):
             return True
@@ -237,11 +304,16 @@ def _explicit_destination(ctx: _Ctx) -> bool:
     return False
 
 
-def _backend(ctx: _Ctx, mode: str, explicit: bool) -> BackendPlan | None:  # noqa: PLR0911, PLR0912 - one exit per refusal reason
+def _backend(ctx: _Ctx, mode: str, explicit: bool) -> BackendPlan | None:  # noqa: PLR0911, PLR0912, PLR0915 - one exit per refusal reason
     """The selected plugin, checked; None (with a fatal problem) when no usable backend exists."""
     from floe_otel_distro.plugin import FLOE_API_VERSION, TelemetryBackendPlugin
 
     value, where = ctx.layers.get("backend")
+    if value is None:
+        # floe's compiler writes its schema default "console" whatever the manifest selects: not a choice
+        compiled, compiled_where = ctx.layers.get("compiled_backend")
+        if isinstance(compiled, str) and compiled.strip().lower() not in ("", "console"):
+            value, where = compiled, compiled_where
     if value is not None and not isinstance(value, str):
         ctx.problem(FATAL, where, type(value).__name__, "must be a backend name such as otlp, jaeger, console")
         return None
@@ -265,8 +337,16 @@ def _backend(ctx: _Ctx, mode: str, explicit: bool) -> BackendPlan | None:  # noq
     except Exception as exc:
         ctx.problem(FATAL, where, name, f"the plugin from {winner.dist} failed to import ({type(exc).__name__}: {exc})")
         return None
+    if _is_floe_core_plugin(cls):
+        return _floe_core_backend(ctx, cls, name, source, where, winner, shadows)
     if not (isinstance(cls, type) and issubclass(cls, TelemetryBackendPlugin)):
-        ctx.problem(FATAL, where, name, f"{winner.value} is not a floe_otel_distro.plugin.TelemetryBackendPlugin")
+        ctx.problem(
+            FATAL,
+            where,
+            name,
+            f"{winner.value} is neither a floe_otel_distro.plugin nor a floe_core.plugins.telemetry "
+            "TelemetryBackendPlugin",
+        )
         return None
     if str(cls.floe_api_version).split(".")[0] != FLOE_API_VERSION.split(".")[0]:
         ctx.problem(
@@ -317,6 +397,102 @@ def _backend(ctx: _Ctx, mode: str, explicit: bool) -> BackendPlan | None:  # noq
     return backend
 
 
+def _is_floe_core_plugin(cls: Any) -> bool:
+    """Whether ``cls`` subclasses floe-core's ``TelemetryBackendPlugin`` (checked without importing floe_core)."""
+    return isinstance(cls, type) and any(
+        base.__name__ == "TelemetryBackendPlugin" and base.__module__ == "floe_core.plugins.telemetry"
+        for base in cls.__mro__
+    )
+
+
+_COLLECTOR_OTLP_TYPES = {"otlp": "grpc", "otlp_grpc": "grpc", "otlphttp": "http/protobuf", "otlp_http": "http/protobuf"}
+_FLOE_PROTOCOLS = {"grpc": "grpc", "http": "http/protobuf", "http/protobuf": "http/protobuf"}
+
+
+def floe_core_exports(config: Any) -> tuple[dict[str, str], str | None, str | None, bool | None]:
+    """A floe-core plugin's ``get_otlp_exporter_config()`` as (sdk exports per signal, endpoint, protocol, insecure).
+
+    Two forms: the one floe's released plugins return (``{"exporter_type": "otlp", "endpoint": ...,
+    "protocol": "grpc", "insecure": true}`` or ``{"exporter_type": "console"}``) and the collector
+    ``exporters:`` fragment floe's spec documents (``{"otlp/jaeger": {"endpoint": ..., "tls": {...}}}``).
+    Raises ValueError for anything else.
+    """
+    if not isinstance(config, dict):
+        msg = f"get_otlp_exporter_config() returned {type(config).__name__}, not a dict"
+        raise ValueError(msg)
+    otlp = dict.fromkeys(E.SIGNALS, "otlp")
+    kind = config.get("exporter_type")
+    if isinstance(kind, str):
+        kind = kind.strip().lower()
+        if kind == "console":
+            return {"traces": "console", "metrics": "none", "logs": "none"}, None, None, None
+        if kind == "none":
+            return dict.fromkeys(E.SIGNALS, "none"), None, None, None
+        if kind != "otlp":
+            msg = f"exporter_type {kind!r} is not otlp, console or none"
+            raise ValueError(msg)
+        proto = _FLOE_PROTOCOLS.get(str(config.get("protocol", "")).strip().lower())
+        insecure = config.get("insecure")
+        endpoint = _text(config.get("endpoint"))
+        return otlp, endpoint, proto, insecure if isinstance(insecure, bool) else None
+    for key, entry in config.items():
+        proto = _COLLECTOR_OTLP_TYPES.get(str(key).split("/", 1)[0])
+        if proto and isinstance(entry, dict):
+            tls = entry.get("tls")
+            insecure = tls.get("insecure") if isinstance(tls, dict) else None
+            return otlp, _text(entry.get("endpoint")), proto, insecure if isinstance(insecure, bool) else None
+    if config and all(str(key).split("/", 1)[0] in ("debug", "logging") for key in config):
+        return {"traces": "console", "metrics": "none", "logs": "none"}, None, None, None
+    msg = "get_otlp_exporter_config() has neither exporter_type nor an otlp/otlphttp collector exporter"
+    raise ValueError(msg)
+
+
+def _floe_core_backend(  # noqa: PLR0917 - the pieces _backend already resolved
+    ctx: _Ctx, cls: Any, name: str, source: str, where: str, winner: Any, shadows: tuple[str, ...]
+) -> BackendPlan | None:
+    """A floe-core plugin (e.g. floe-telemetry-jaeger), adapted: its exporter config decides the SDK's exports."""
+    from floe_otel_distro.plugin import FLOE_API_VERSION
+
+    try:
+        plugin = cls()
+        version, api = str(plugin.version), str(plugin.floe_api_version)
+        exports, endpoint, protocol, insecure = floe_core_exports(plugin.get_otlp_exporter_config())
+    except Exception as exc:
+        ctx.problem(FATAL, where, name, f"the floe-core plugin failed ({type(exc).__name__}: {exc})")
+        return None
+    if api.split(".", maxsplit=1)[0] != FLOE_API_VERSION.split(".")[0]:
+        ctx.problem(FATAL, where, name, f"built for floe API {api}, this distro speaks {FLOE_API_VERSION}")
+        return None
+    want, want_where = ctx.layers.get("backend_version")
+    if want is not None and str(want).strip() not in (version, winner.dist_version):
+        ctx.problem(
+            FATAL, want_where, want, f"installed {name!r} plugin is {version}; pin that version or install it"
+        )
+        return None
+    if endpoint and "://" not in endpoint:
+        endpoint = f"{'https' if insecure is False else 'http'}://{endpoint}"
+    config_value = ctx.layers.get("backend_config")[0]
+    if shadows:
+        ctx.problem(WARNING, f"backend {name!r}", winner.dist or "", f"shadows {', '.join(shadows)} of the same name")
+    return BackendPlan(
+        name=name,
+        source=source,
+        dist=winner.dist,
+        dist_version=winner.dist_version,
+        plugin_version=version,
+        floe_api_version=api,
+        sdk_exporters=MappingProxyType(exports),
+        shadows=shadows,
+        api="floe-core",
+        endpoint=endpoint,
+        protocol=protocol,
+        insecure=insecure,
+        config=MappingProxyType(config_value if isinstance(config_value, dict) else {}),
+        secret_ref=_text(ctx.layers.get("backend_secret_ref")[0]),
+        load=winner.load,
+    )
+
+
 # --- exporters ----------------------------------------------------------------------------------------------------
 def _signal(ctx: _Ctx, signal: str, backend: BackendPlan, explicit: bool) -> SignalPlan:  # noqa: PLR0912 - the spec's rules, in order
     env = ctx.env
@@ -333,6 +509,12 @@ def _signal(ctx: _Ctx, signal: str, backend: BackendPlan, explicit: bool) -> Sig
             env.degrade(var, env.raw(var), "'none' cannot be combined with exporters; ignored")
     else:
         default = backend.sdk_exporters.get(signal, "otlp")
+        if signal == "traces":  # the manifest's observability.tracing.exporter (floe's otlp | console | none)
+            chosen, chosen_where = ctx.layers.get("traces_exporter")
+            if chosen == "none":
+                return SignalPlan(signal, (), f"{chosen_where}=none", False)
+            if chosen == "console" and not explicit:
+                default = "console"
         kinds = [] if default == "none" else [default]
         if explicit and "otlp" not in kinds:
             kinds.insert(0, "otlp")
@@ -346,7 +528,7 @@ def _signal(ctx: _Ctx, signal: str, backend: BackendPlan, explicit: bool) -> Sig
     for kind in kinds:
         if kind == "otlp":
             ctx.otlp_wanted = True
-            exporter, reason = _otlp(ctx, signal)
+            exporter, reason = _otlp(ctx, signal, backend)
         elif kind == "console":
             exporter, reason = ExporterPlan("console"), None
         else:
@@ -370,7 +552,7 @@ def _named_exporter(ctx: _Ctx, signal: str, var: str, name: str) -> tuple[Export
     return None, reason
 
 
-def _otlp(ctx: _Ctx, signal: str) -> tuple[ExporterPlan | None, str | None]:
+def _otlp(ctx: _Ctx, signal: str, backend: BackendPlan) -> tuple[ExporterPlan | None, str | None]:
     env = ctx.env
     per_signal = E.signal_var("OTEL_EXPORTER_OTLP_{SIGNAL}_ENDPOINT", signal)
     url, where = env.raw(per_signal), per_signal
@@ -378,9 +560,16 @@ def _otlp(ctx: _Ctx, signal: str) -> tuple[ExporterPlan | None, str | None]:
     if url is None:
         value, where = ctx.layers.get("endpoint")
         url = _text(value)
+    from_plugin = False
+    if url is None and backend.endpoint:  # a floe-core plugin's own endpoint: weaker than every input
+        url, where, from_plugin = backend.endpoint, f"backend {backend.name} get_otlp_exporter_config()", True
+    from_file = not from_plugin and where not in (per_signal, E.OTEL_EXPORTER_OTLP_ENDPOINT, E.FLOE_OTLP_ENDPOINT)
     proto_var = E.signal_var("OTEL_EXPORTER_OTLP_{SIGNAL}_PROTOCOL", signal)
     proto, proto_where = env.first(proto_var, E.OTEL_EXPORTER_OTLP_PROTOCOL, E.FLOE_OTLP_PROTOCOL)
-    if proto is None:
+    if proto is None and url is not None and from_plugin:
+        proto, proto_where = backend.protocol, where
+    elif proto is None and (url is None or from_file):
+        # a file's protocol belongs to that file's endpoint: an endpoint from the environment keeps the port rule
         value, proto_where = ctx.layers.get("protocol")
         proto = _text(value)
     protocol = env.choice(proto_where or "protocol", proto, PROTOCOLS, None) if proto else None
@@ -399,6 +588,8 @@ def _otlp(ctx: _Ctx, signal: str) -> tuple[ExporterPlan | None, str | None]:
     insecure_var = E.signal_var("OTEL_EXPORTER_OTLP_{SIGNAL}_INSECURE", signal)
     insecure_raw, insecure_where = env.first(insecure_var, E.OTEL_EXPORTER_OTLP_INSECURE)
     insecure = env.flag(insecure_where or E.OTEL_EXPORTER_OTLP_INSECURE, insecure_raw, False)
+    if insecure_raw is None and from_plugin and backend.insecure:
+        insecure = True
     if url is None:
         url, where = ("http://localhost:4317" if protocol == "grpc" else "http://localhost:4318"), "default"
     checked = _check_endpoint(ctx, url, where, protocol)
@@ -466,6 +657,8 @@ def _headers(ctx: _Ctx, signal: str) -> dict[str, str]:
     per_signal = E.signal_var("OTEL_EXPORTER_OTLP_{SIGNAL}_HEADERS", signal)
     text, where = env.first(per_signal, E.OTEL_EXPORTER_OTLP_HEADERS, E.FLOE_OTLP_HEADERS)
     out: dict[str, str] = {}
+    if where != per_signal:
+        out.update(_compiled_auth(ctx))
     path = env.raw(E.FLOE_OTLP_HEADERS_FILE)
     if path and where != per_signal:
         from floe_otel_distro import files
@@ -480,6 +673,31 @@ def _headers(ctx: _Ctx, signal: str) -> dict[str, str]:
     if text and where:
         out.update(_parse_headers(ctx, text, where))
     return out
+
+
+MASKED = "**********"  # how pydantic writes a SecretStr into floe's compiled_artifacts.json
+
+
+def _compiled_auth(ctx: _Ctx) -> dict[str, str]:
+    """The compiled artifacts' ``authentication`` (floe's TelemetryAuth) as one OTLP header."""
+    auth, where = ctx.layers.get("authentication")
+    if not isinstance(auth, dict):
+        return {}
+    kind = auth.get("auth_type")
+    secret = auth.get("api_key") if kind == "api_key" else auth.get("bearer_token")
+    name = str(auth.get("header_name") or "Authorization").strip().lower()
+    if not secret or secret == MASKED or not _token(name):
+        if where not in ctx.reported:
+            ctx.reported.add(where)
+            ctx.problem(
+                DEGRADED,
+                where,
+                "<redacted>",
+                "the credential is missing or masked (floe writes secrets as **********); exporting without it: "
+                "set OTEL_EXPORTER_OTLP_HEADERS or FLOE_OTLP_HEADERS_FILE",
+            )
+        return {}
+    return {name: f"Bearer {secret}" if kind == "bearer" else str(secret)}
 
 
 def _parse_headers(ctx: _Ctx, text: str, where: str) -> dict[str, str]:
@@ -520,6 +738,11 @@ def _sampler(ctx: _Ctx, mode: str) -> tuple[str, float | None]:
     if name not in _RATIO_SAMPLERS:
         return name, None
     value, where = ctx.layers.get("sampling_ratio")
+    if value is None:  # floe's sampling map (compiled artifacts): the ratio for this mode
+        table, table_where = ctx.layers.get("sampling_map")
+        if isinstance(table, dict) and table.get(mode) is not None:
+            value, where = table[mode], f"{table_where}.{mode}"
+            ctx.layers.sources["sampling_ratio"] = where
     ratio = env.number(where, value, MODE_SAMPLING[mode], float, 0.0, 1.0)
     arg = env.raw(E.OTEL_TRACES_SAMPLER_ARG)
     if arg is not None:

@@ -52,3 +52,34 @@ def candidates(refs: Sequence[EntryPointRef], name: str) -> list[EntryPointRef]:
     """Plugins registered as ``name``, the winner first (external before built-in, then by distribution)."""
     found = [ref for ref in refs if ref.name == name]
     return sorted(found, key=lambda ref: (ref.builtin, ref.dist or "", ref.value))
+
+
+def collector_side(backend: Any, mode: str) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    """The collector ``exporters:`` and per-signal pipelines for a plan's backend (``plan.BackendPlan``).
+
+    A plugin of this distro's API answers itself; a floe-core plugin's SDK-style answer
+    (``exporter_type``/``endpoint``/``protocol``/``insecure``) becomes one collector exporter, and its
+    collector-form answer is used as written.
+    """
+    from floe_otel_distro.plugin import PluginContext
+
+    if backend.load is None:
+        msg = "the backend cannot be loaded"
+        raise LookupError(msg)
+    plugin = backend.load()()
+    if backend.api != "floe-core":
+        plugin.configure(PluginContext(config=backend.config, secret_ref=backend.secret_ref, mode=mode))
+        return plugin.get_otlp_exporter_config(), plugin.get_pipeline_config()
+    config = plugin.get_otlp_exporter_config()
+    if "exporter_type" in config:
+        name = backend.name
+        if backend.sdk_exporters.get("traces") != "otlp" or not backend.endpoint:
+            exporters: dict[str, Any] = {f"debug/{name}": {"verbosity": "basic"}}
+        else:
+            kind = "otlp_grpc" if backend.protocol in (None, "grpc") else "otlp_http"
+            endpoint = backend.endpoint.split("://", 1)[1] if kind == "otlp_grpc" else backend.endpoint
+            exporters = {f"{kind}/{name}": {"endpoint": endpoint, "tls": {"insecure": bool(backend.insecure)}}}
+    else:
+        exporters = dict(config)
+    names = list(exporters)
+    return exporters, {signal: names for signal in ("traces", "metrics", "logs")}

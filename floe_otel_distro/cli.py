@@ -18,15 +18,12 @@ from floe_otel_distro.redaction import redact
 
 def collector_config(plan: Plan) -> dict[str, Any]:
     """A complete collector config for the plan's backend (see ``docs/kubernetes.md``)."""
-    from floe_otel_distro.plugin import PluginContext
+    from floe_otel_distro.backends import collector_side
 
     if plan.backend is None or plan.backend.load is None:
         msg = plan.off_reason or "no backend"
         raise LookupError(msg)
-    plugin = plan.backend.load()()
-    plugin.configure(PluginContext(config=plan.backend.config, secret_ref=plan.backend.secret_ref, mode=plan.mode))
-    exporters = plugin.get_otlp_exporter_config()
-    pipelines = plugin.get_pipeline_config()
+    exporters, pipelines = collector_side(plan.backend, plan.mode)
     return {
         "extensions": {"health_check": {"endpoint": "${env:MY_POD_IP:-0.0.0.0}:13133"}},
         "receivers": {

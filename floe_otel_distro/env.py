@@ -27,6 +27,8 @@ OTEL_EXPERIMENTAL_RESOURCE_DETECTORS = "OTEL_EXPERIMENTAL_RESOURCE_DETECTORS"
 # --- files -------------------------------------------------------------------------------------------------
 FLOE_SPEC = "FLOE_SPEC"  #: the data product's ``floe.yaml``.
 FLOE_MANIFEST = "FLOE_MANIFEST"  #: the platform ``manifest.yaml`` (else the spec's ``platform.manifest``).
+#: floe's ``compiled_artifacts.json`` (default: ``target/compiled_artifacts.json`` if it exists; ``none``: not read).
+FLOE_COMPILED_ARTIFACTS = "FLOE_COMPILED_ARTIFACTS"
 FLOE_OTLP_HEADERS_FILE = "FLOE_OTLP_HEADERS_FILE"  #: OTLP headers from a mounted Secret (``k=v`` lines).
 
 # --- policy ------------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Bounded reads of the files the environment names: floe.yaml, manifest.yaml, the OTLP headers file.
+"""Bounded reads of the files the environment names: floe.yaml, manifest.yaml, compiled artifacts, headers.
 
 A file must be a regular file (a FIFO, a device or a directory is refused without blocking) no larger
 than its cap; YAML aliases may not expand a document past ``MAX_YAML_NODES`` nodes (a "billion laughs"
@@ -14,6 +14,7 @@ from typing import Any
 
 MAX_YAML_BYTES = 256 * 1024  # a floe manifest is a few KiB
 MAX_HEADERS_BYTES = 64 * 1024
+MAX_JSON_BYTES = 8 * 1024 * 1024  # compiled_artifacts.json carries dbt profiles and contracts too
 MAX_YAML_NODES = 20_000
 
 
@@ -89,4 +90,21 @@ def load_yaml(path: str, where: str) -> dict[str, Any]:
         raise FileProblem(where, path, "the YAML document must be a mapping")
     if not _bounded(doc, MAX_YAML_NODES):
         raise FileProblem(where, path, f"the document expands to over {MAX_YAML_NODES} nodes (YAML aliases?)")
+    return doc
+
+
+def load_json(path: str, where: str) -> dict[str, Any]:
+    """A JSON object from ``path`` (size-capped), e.g. floe's ``compiled_artifacts.json``."""
+    import json
+
+    text = read_text(path, where, MAX_JSON_BYTES)
+    try:
+        doc = json.loads(text)
+    except ValueError as exc:
+        line = getattr(exc, "lineno", None)
+        raise FileProblem(where, path, f"invalid JSON{f' at line {line}' if line else ''}; fix the file") from None
+    except RecursionError:
+        raise FileProblem(where, path, "the JSON nests too deeply") from None
+    if not isinstance(doc, dict):
+        raise FileProblem(where, path, "the JSON document must be an object")
     return doc

@@ -6,8 +6,11 @@ header names) or why the signal is off, the sampler, resource attributes, propag
 lifecycle budgets, and every problem with its severity. It touches no global, opens no socket and imports
 no exporter. The installer applies a plan and decides nothing; ``floe-otel doctor`` prints it.
 
-Precedence, strongest first: standard ``OTEL_*`` variables → ``FLOE_*`` variables → the data product spec
-(``floe.yaml``) → the platform manifest → defaults for the mode.
+Precedence, strongest first: standard ``OTEL_*`` variables → ``FLOE_*`` variables → floe's compiled
+artifacts (``compiled_artifacts.json``: what ``floe platform compile`` resolved from the two files below, and
+what floe's own runtime reads) → the data product spec (``floe.yaml``) → the platform manifest → the selected
+floe-core backend plugin's ``get_otlp_exporter_config()`` → defaults for the mode. Only keys floe-core's
+schema accepts are read from the files (``schema.py``).
 """
 
 from __future__ import annotations
@@ -111,6 +114,12 @@ class BackendPlan:
     floe_api_version: str
     sdk_exporters: Mapping[str, str]
     shadows: tuple[str, ...] = ()
+    #: "distro" (this distro's plugin API) or "floe-core" (a floe_core TelemetryBackendPlugin, adapted)
+    api: str = "distro"
+    #: what a floe-core plugin's get_otlp_exporter_config() asks for (the weakest endpoint source)
+    endpoint: str | None = None
+    protocol: str | None = None
+    insecure: bool | None = None
     config: Mapping[str, Any] = field(default_factory=dict, repr=False)
     secret_ref: str | None = None
     load: Callable[[], Any] | None = field(default=None, repr=False, compare=False)
@@ -174,6 +183,9 @@ class Plan:
                 "floe_api_version": b.floe_api_version,
                 "sdk_exporters": dict(b.sdk_exporters),
                 "shadows": list(b.shadows),
+                "api": b.api,
+                "endpoint": redact_url(b.endpoint) if b.endpoint else None,
+                "protocol": b.protocol,
                 "secret_ref": b.secret_ref,
             }
         return {
@@ -233,33 +245,60 @@ class Inputs:
     grpc_available: Callable[[], bool] = _grpc_installed
     load_yaml: Callable[[str, str], dict[str, Any]] | None = None  # default: files.load_yaml
     read_text: Callable[[str, str, int], str] | None = None  # default: files.read_text
+    #: where ``floe platform compile`` writes by default (relative to the working directory); None: not looked up
+    compiled_default: str | None = "target/compiled_artifacts.json"
 
 
 # --- file layers ---------------------------------------------------------------------------------------------
-# (path in the document, setting)
+# (path in the document, setting) — only keys floe-core's own schema accepts (see ``schema.py``)
 _SPEC_KEYS: tuple[tuple[tuple[str, ...], str], ...] = (
     (("metadata", "name"), "product_name"),
     (("metadata", "version"), "product_version"),
-    (("metadata", "namespace"), "namespace"),
     (("metadata", "labels", "domain"), "namespace"),
-    (("observability", "mode"), "mode"),
-    (("observability", "tracing", "sampling_ratio"), "sampling_ratio"),
-    (("observability", "logging", "level"), "log_level"),
 )
 _MANIFEST_KEYS: tuple[tuple[tuple[str, ...], str], ...] = (
     (("plugins", "telemetry_backend", "type"), "backend"),
     (("plugins", "telemetry_backend", "version"), "backend_version"),
     (("plugins", "telemetry_backend", "config"), "backend_config"),
     (("plugins", "telemetry_backend", "connection_secret_ref"), "backend_secret_ref"),
-    (("observability", "mode"), "mode"),
-    (("observability", "namespace"), "namespace"),
     (("observability", "tracing", "enabled"), "enabled"),
+    (("observability", "tracing", "exporter"), "traces_exporter"),
     (("observability", "tracing", "endpoint"), "endpoint"),
-    (("observability", "tracing", "protocol"), "protocol"),
-    (("observability", "tracing", "sampling_ratio"), "sampling_ratio"),
-    (("observability", "metrics", "enabled"), "metrics_enabled"),
-    (("observability", "logging", "enabled"), "logs_enabled"),
     (("observability", "logging", "level"), "log_level"),
+)
+_TELEMETRY = ("observability", "telemetry")
+_RES = (*_TELEMETRY, "resource_attributes")
+_COMPILED_KEYS: tuple[tuple[tuple[str, ...], str], ...] = (
+    ((*_TELEMETRY, "enabled"), "enabled"),
+    ((*_TELEMETRY, "otlp_endpoint"), "endpoint"),
+    ((*_TELEMETRY, "otlp_protocol"), "protocol"),
+    ((*_TELEMETRY, "sampling"), "sampling_map"),
+    ((*_TELEMETRY, "authentication"), "authentication"),
+    ((*_TELEMETRY, "batch_processor", "max_queue_size"), "bsp_max_queue_size"),
+    ((*_TELEMETRY, "batch_processor", "max_export_batch_size"), "bsp_max_export_batch_size"),
+    ((*_TELEMETRY, "batch_processor", "schedule_delay_millis"), "bsp_schedule_delay_ms"),
+    ((*_TELEMETRY, "logging", "log_level"), "log_level"),
+    ((*_TELEMETRY, "backend"), "compiled_backend"),
+    ((*_RES, "service_name"), "service_name"),
+    ((*_RES, "floe_product_name"), "product_name"),
+    ((*_RES, "floe_product_version"), "product_version"),
+    ((*_RES, "service_version"), "product_version"),
+    ((*_RES, "floe_namespace"), "namespace"),
+    ((*_RES, "floe_mode"), "mode"),
+    ((*_RES, "deployment_environment"), "mode"),
+)
+# keys this distro once read that floe-core's schema rejects ("Extra inputs are not permitted"): only variables
+_REJECTED_MANIFEST_KEYS: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("observability", "mode"), "FLOE_MODE"),
+    (("observability", "namespace"), "FLOE_NAMESPACE"),
+    (("observability", "tracing", "protocol"), "OTEL_EXPORTER_OTLP_PROTOCOL"),
+    (("observability", "tracing", "sampling_ratio"), "FLOE_SAMPLING_RATIO"),
+    (("observability", "metrics", "enabled"), "FLOE_METRICS_ENABLED"),
+    (("observability", "logging", "enabled"), "FLOE_LOGS_ENABLED"),
+)
+_REJECTED_SPEC_KEYS: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("metadata", "namespace"), "FLOE_NAMESPACE"),
+    (("observability",), "the FLOE_* variables"),
 )
 
 # setting → the variables that set it, strongest first
@@ -270,6 +309,10 @@ _ENV_NAMES: dict[str, tuple[str, ...]] = {
     "mode": (E.FLOE_MODE,),
     "enabled": (E.FLOE_OTEL_ENABLED,),
     "backend": (E.FLOE_TELEMETRY_BACKEND,),
+    "bsp_max_queue_size": (E.OTEL_BSP_MAX_QUEUE_SIZE,),
+    "bsp_max_export_batch_size": (E.OTEL_BSP_MAX_EXPORT_BATCH_SIZE,),
+    "bsp_schedule_delay_ms": (E.OTEL_BSP_SCHEDULE_DELAY,),
+    "traces_exporter": (),
     "endpoint": (E.OTEL_EXPORTER_OTLP_ENDPOINT, E.FLOE_OTLP_ENDPOINT),
     "protocol": (E.OTEL_EXPORTER_OTLP_PROTOCOL, E.FLOE_OTLP_PROTOCOL),
     "sampling_ratio": (E.FLOE_SAMPLING_RATIO,),

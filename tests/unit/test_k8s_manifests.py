@@ -349,7 +349,13 @@ def test_collector_configmap_is_the_generated_config(tmp_path: Path) -> None:
 
     manifest = tmp_path / "manifest.yaml"
     manifest.write_text(find("ConfigMap", "floe-platform-manifest", "floe")["data"]["manifest.yaml"])
-    generated = collector_config(build_plan(Inputs({"FLOE_MANIFEST": str(manifest), "FLOE_MODE": "prod"})))
+    from floe_otel_distro.backends import OWN_DISTRIBUTION, installed_entry_points
+
+    def own(group: str) -> Any:  # the ConfigMap is generated with the distro's built-in backends
+        return tuple(ref for ref in installed_entry_points(group) if ref.dist == OWN_DISTRIBUTION)
+
+    env = {"FLOE_MANIFEST": str(manifest), "FLOE_MODE": "prod"}
+    generated = collector_config(build_plan(Inputs(env, entry_points=own, compiled_default=None)))
     in_configmap = yaml.safe_load(find("ConfigMap", "otel-collector-config", "observability")["data"]["collector.yaml"])
     assert in_configmap == generated, "regenerate k8s/collector/configmap.yaml (see its header)"
 

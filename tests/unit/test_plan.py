@@ -61,7 +61,9 @@ def fake_entry_points(*extra_backends: EntryPointRef) -> Any:
 
 
 def plan_for(env: dict[str, str], *extra_backends: EntryPointRef, grpc: bool = True) -> Plan:
-    return build_plan(Inputs(env, entry_points=fake_entry_points(*extra_backends), grpc_available=lambda: grpc))
+    return build_plan(
+        Inputs(env, entry_points=fake_entry_points(*extra_backends), grpc_available=lambda: grpc, compiled_default=None)
+    )
 
 
 def sig(s: SignalPlan) -> Any:
@@ -531,13 +533,13 @@ def test_manifest_and_spec_layers(tmp_path: Path) -> None:
     """Env beats the spec, the spec beats the manifest; the sources say where each value came from."""
     manifest = tmp_path / "manifest.yaml"
     manifest.write_text(
-        "plugins:\n  telemetry_backend:\n    type: jaeger\nobservability:\n  mode: staging\n"
-        f"  tracing:\n    endpoint: {H}\n    sampling_ratio: 0.25\n"
+        f"plugins:\n  telemetry_backend:\n    type: jaeger\nobservability:\n  tracing:\n    endpoint: {H}\n"
     )
     spec = tmp_path / "floe.yaml"
     spec.write_text("metadata:\n  name: orders\n  version: 2.1.0\nplatform:\n  manifest: manifest.yaml\n")
-    plan = plan_for({"FLOE_SPEC": str(spec), "FLOE_MODE": "prod"})
+    plan = plan_for({"FLOE_SPEC": str(spec), "FLOE_MODE": "prod", "FLOE_SAMPLING_RATIO": "0.25"})
     assert (plan.mode, plan.backend and plan.backend.name, plan.sampler_ratio) == ("prod", "jaeger", 0.25)
+    assert not plan.problems
     assert plan.floe_attributes["floe.product.name"] == "orders"
     assert plan.signals["traces"].exporters[0].endpoint == f"{H}/v1/traces"
     assert plan.sources["backend"] == f"manifest:{manifest} plugins.telemetry_backend.type"
@@ -600,7 +602,7 @@ def test_external_plugin_shadows_the_builtin() -> None:
     ("ref", "message"),
     [
         (EntryPointRef("floe.telemetry_backends", "x", "m:X", "d", "1", _fail), "failed to import"),
-        (_ref("floe.telemetry_backends", "x", _BrokenImport, "d"), "is not a floe_otel_distro.plugin"),
+        (_ref("floe.telemetry_backends", "x", _BrokenImport, "d"), "is neither a floe_otel_distro.plugin nor"),
     ],
 )
 def test_broken_plugins_are_fatal_with_a_reason(ref: EntryPointRef, message: str) -> None:

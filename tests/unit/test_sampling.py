@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,6 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from floe_otel_distro.plan import Inputs, build_plan
 from floe_otel_distro.sampling import build_sampler
-from tests.unit.conftest import write_yaml
 
 N = 1000
 # Trace ids whose low 64 bits (what TraceIdRatioBased compares) are spread evenly over the range.
@@ -30,7 +30,7 @@ def ratio_based(ratio: float) -> str:
 
 def sampler_for(env: dict[str, str]) -> Sampler:
     """The sampler the distro builds for ``env``."""
-    plan = build_plan(Inputs(env))
+    plan = build_plan(Inputs(env, compiled_default=None))
     return build_sampler(plan.sampler, plan.sampler_ratio)
 
 
@@ -128,12 +128,12 @@ def test_non_parent_based_ratio_ignores_the_parent() -> None:
 
 
 @pytest.mark.parametrize(("with_floe_env", "ratio"), [(False, 0.3), (True, 0.6)])
-def test_manifest_sampling_ratio(tmp_path: Path, with_floe_env: bool, ratio: float) -> None:
-    """observability.tracing.sampling_ratio in the manifest overrides the mode; FLOE_SAMPLING_RATIO beats it."""
-    manifest = write_yaml(
-        tmp_path / "manifest.yaml", {"observability": {"mode": "prod", "tracing": {"sampling_ratio": 0.3}}}
-    )
-    env = {"FLOE_MANIFEST": str(manifest)}
+def test_compiled_sampling_map(tmp_path: Path, with_floe_env: bool, ratio: float) -> None:
+    """floe's sampling map (compiled artifacts) gives the mode's ratio; FLOE_SAMPLING_RATIO beats it."""
+    compiled = tmp_path / "compiled_artifacts.json"
+    telemetry = {"sampling": {"dev": 1.0, "staging": 0.5, "prod": 0.3}, "resource_attributes": {"floe_mode": "prod"}}
+    compiled.write_text(json.dumps({"observability": {"telemetry": telemetry}}))
+    env = {"FLOE_COMPILED_ARTIFACTS": str(compiled)}
     if with_floe_env:
         env["FLOE_SAMPLING_RATIO"] = "0.6"
     sampler = sampler_for(env)
