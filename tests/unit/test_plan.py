@@ -664,3 +664,429 @@ def test_plugin_is_a_plugin() -> None:
         assert verify_plugin(cls) == []
     assert verify_plugin(GrafanaCloudBackend, {"endpoint": "https://x"}) == []
     assert verify_plugin(TelemetryBackendPlugin) != []
+
+
+# --- floe's files as floe ships them: compiled artifacts, manifest, floe.yaml ----------------------------------
+def _compiled(**telemetry: Any) -> str:
+    base: dict[str, Any] = {
+        "enabled": True,
+        "otlp_endpoint": "http://floe-platform-otel:4317",
+        "otlp_protocol": "grpc",
+        "resource_attributes": {
+            "service_name": "orders",
+            "service_version": "2.1.0",
+            "deployment_environment": "dev",
+            "floe_namespace": "default",
+            "floe_product_name": "orders",
+            "floe_product_version": "2.1.0",
+            "floe_mode": "dev",
+        },
+        "backend": "console",
+    }
+    base.update(telemetry)
+    return json.dumps({"version": "0.5.0", "observability": {"telemetry": base, "lineage": True}})
+
+
+FG = "http://floe-platform-otel:4317"
+FLOE_GRPC = {s: [f"otlp grpc {FG}"] for s in ("traces", "metrics", "logs")}
+FLOE_GRPC_TREE = {**FLOE_GRPC, "traces": [f"otlp grpc {FG}", "console"]}
+DEMO_MANIFEST = f"observability:\n  tracing:\n    enabled: true\n    exporter: otlp\n    endpoint: {FG}\n"
+C, M, S = "compiled_artifacts.json", "manifest.yaml", "floe.yaml"
+
+FILE_CASES: list[tuple[str, dict[str, str], dict[str, str], dict[str, Any]]] = [
+    ("compiled: gRPC to floe's collector, tree in dev", {C: _compiled()}, {}, expect(True, "otlp", FLOE_GRPC_TREE)),
+    (
+        "compiled http protocol",
+        {C: _compiled(otlp_endpoint="http://c:4318", otlp_protocol="http")},
+        PROD,
+        expect(True, "otlp", ALL_HTTP),
+    ),
+    (
+        "compiled protocol contradicting the port is flagged",
+        {C: _compiled(otlp_endpoint="http://c:4318", otlp_protocol="grpc")},
+        PROD,
+        expect(
+            True,
+            "otlp",
+            {s: ["otlp grpc http://c:4318"] for s in ("traces", "metrics", "logs")},
+            ("warning", f"compiled:{{d}}/{C} observability.telemetry.otlp_protocol"),
+        ),
+    ),
+    (
+        "env endpoint keeps the port rule, not the compiled protocol",
+        {C: _compiled(otlp_protocol="grpc")},
+        {**PROD, E: H},
+        expect(True, "otlp", ALL_HTTP),
+    ),
+    (
+        "OTEL_* protocol beats compiled",
+        {C: _compiled()},
+        {**PROD, "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"},
+        expect(True, "otlp", FLOE_GRPC),
+    ),
+    (
+        "compiled enabled false",
+        {C: _compiled(enabled=False)},
+        {},
+        off(f"disabled by compiled:{{d}}/{C} observability.telemetry.enabled"),
+    ),
+    (
+        "FLOE_OTEL_ENABLED beats compiled",
+        {C: _compiled(enabled=False)},
+        {"FLOE_OTEL_ENABLED": "true", **PROD},
+        expect(True, "otlp", FLOE_GRPC),
+    ),
+    (
+        "a bad compiled field is ignored alone",
+        {C: _compiled(otlp_protocol="carrier-pigeon")},
+        PROD,
+        expect(True, "otlp", FLOE_GRPC, ("degraded", f"{{d}}/{C}: observability.telemetry.otlp_protocol")),
+    ),
+    (
+        "FLOE_COMPILED_ARTIFACTS=none skips it",
+        {C: _compiled()},
+        {**PROD, "FLOE_COMPILED_ARTIFACTS": "none"},
+        expect(True, "otlp", LOCAL_HTTP),
+    ),
+    (
+        "compiled not JSON",
+        {C: "{nope"},
+        PROD,
+        expect(True, "otlp", LOCAL_HTTP, ("degraded", "FLOE_COMPILED_ARTIFACTS")),
+    ),
+    # --- the demo manifest as floe ships it: gRPC on :4317, no protocol key
+    ("demo manifest: gRPC by the port", {M: DEMO_MANIFEST}, PROD, expect(True, "otlp", FLOE_GRPC)),
+    ("demo manifest in dev: tree too", {M: DEMO_MANIFEST}, {}, expect(True, "otlp", FLOE_GRPC_TREE)),
+    (
+        "demo manifest, no grpc exporter",
+        {M: DEMO_MANIFEST},
+        PROD,
+        expect(
+            False,
+            "otlp",
+            {s: "LOST: the OTLP/gRPC exporter is not installed" for s in ("traces", "metrics", "logs")},
+            ("degraded", f"manifest:{{d}}/{M} observability.tracing.endpoint (port 4317)"),
+        ),
+    ),
+    # --- observability.tracing.exporter
+    (
+        "tracing.exporter none",
+        {M: DEMO_MANIFEST.replace("otlp\n", "none\n", 1)},
+        PROD,
+        expect(True, "otlp", {**FLOE_GRPC, "traces": f"off: manifest:{{d}}/{M} observability.tracing.exporter=none"}),
+    ),
+    (
+        "tracing.exporter console",
+        {M: "observability:\n  tracing:\n    exporter: console\n"},
+        PROD,
+        expect(True, "otlp", {**LOCAL_HTTP, "traces": ["console"]}),
+    ),
+    (
+        "OTEL_TRACES_EXPORTER beats tracing.exporter",
+        {M: "observability:\n  tracing:\n    exporter: none\n"},
+        {**PROD, "OTEL_TRACES_EXPORTER": "otlp"},
+        expect(True, "otlp", LOCAL_HTTP),
+    ),
+    # --- keys floe's schema rejects are not read
+    (
+        "rejected manifest keys: one warning each, not read",
+        {
+            M: "observability:\n  mode: prod\n  namespace: x\n  tracing:\n    protocol: grpc\n    sampling_ratio: 0.2\n"
+            "  metrics:\n    enabled: false\n  logging:\n    enabled: false\n"
+        },
+        {},
+        expect(
+            True,
+            "console",
+            CONSOLE,
+            *[
+                ("warning", f"{{d}}/{M}: observability.{k}")
+                for k in (
+                    "mode",
+                    "namespace",
+                    "tracing.protocol",
+                    "tracing.sampling_ratio",
+                    "metrics.enabled",
+                    "logging.enabled",
+                )
+            ],
+        ),
+    ),
+    (
+        "rejected spec keys",
+        {S: "metadata:\n  name: orders\n  namespace: sales\nobservability:\n  mode: prod\n"},
+        {},
+        expect(
+            True,
+            "console",
+            CONSOLE,
+            ("warning", f"{{d}}/{S}: metadata.namespace"),
+            ("warning", f"{{d}}/{S}: observability"),
+        ),
+    ),
+    (
+        "a value floe rejects is ignored alone",
+        {
+            M: "plugins:\n  telemetry_backend:\n    type: jaeger\n    version: latest\n"
+            "observability:\n  logging:\n    level: info\n"
+        },
+        PROD,
+        expect(
+            True,
+            "jaeger",
+            LOCAL_HTTP,
+            ("degraded", f"{{d}}/{M}: plugins.telemetry_backend.version"),
+            ("degraded", f"{{d}}/{M}: observability.logging.level"),
+        ),
+    ),
+    (
+        "scalar telemetry_backend (floe's quickstart form) works, with a note",
+        {M: "plugins:\n  telemetry_backend: jaeger\n"},
+        PROD,
+        expect(True, "jaeger", LOCAL_HTTP, ("warning", f"{{d}}/{M}: plugins.telemetry_backend")),
+    ),
+    (
+        "oci:// manifest with compiled artifacts: compiled are used, one line",
+        {S: "metadata:\n  name: orders\nplatform:\n  manifest: oci://registry/floe/platform:1.0\n", C: _compiled()},
+        PROD,
+        expect(True, "otlp", FLOE_GRPC, ("warning", f"{{d}}/{S}: platform.manifest")),
+    ),
+]
+
+
+def _write_files(tmp_path: Path, files: dict[str, str], env: dict[str, str]) -> dict[str, str]:
+    env = dict(env)
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    variables = {C: "FLOE_COMPILED_ARTIFACTS", M: "FLOE_MANIFEST", S: "FLOE_SPEC"}
+    for name, variable in variables.items():
+        if name in files:
+            env.setdefault(variable, str(tmp_path / name))
+    return env
+
+
+@pytest.mark.parametrize(("files", "env", "expected"), [c[1:] for c in FILE_CASES], ids=[c[0] for c in FILE_CASES])
+def test_floe_files_table(tmp_path: Path, files: dict[str, str], env: dict[str, str], expected: dict[str, Any]) -> None:
+    """floe's own files, each alone and together: the whole plan, problems named by file and key."""
+    env = _write_files(tmp_path, files, env)
+    grpc = "no grpc exporter" not in str(expected) and "not installed" not in str(expected)
+    got = summary(plan_for(env, grpc=grpc))
+    want = json.loads(json.dumps(expected).replace("{d}", str(tmp_path)))
+    want["problems"] = sorted(tuple(p) for p in want["problems"])
+    assert got == want
+
+
+def test_compiled_artifacts_feed_identity_sampling_batch_logging_auth(tmp_path: Path) -> None:
+    """Every key of observability.telemetry the distro reads lands in the plan; OTEL_* still win."""
+    text = _compiled(
+        sampling={"dev": 1.0, "staging": 0.5, "prod": 0.2},
+        resource_attributes={
+            "service_name": "orders-svc",
+            "service_version": "2.1.0",
+            "deployment_environment": "prod",
+            "floe_namespace": "sales",
+            "floe_product_name": "orders",
+            "floe_product_version": "2.1.0",
+            "floe_mode": "prod",
+        },
+        batch_processor={"max_queue_size": 4096, "max_export_batch_size": 256, "schedule_delay_millis": 1000},
+        logging={"log_level": "WARNING", "json_output": True},
+        authentication={"auth_type": "bearer", "bearer_token": "tok-123", "header_name": "Authorization"},
+    )
+    env = _write_files(tmp_path, {C: text}, {})
+    plan = plan_for(env)
+    assert (plan.mode, plan.sampler_ratio, plan.log_level) == ("prod", 0.2, "WARNING")
+    assert plan.resource["service.name"] == "orders-svc"
+    assert plan.resource["deployment.environment"] == "prod"
+    assert dict(plan.floe_attributes) == {
+        "floe.namespace": "sales",
+        "floe.product.name": "orders",
+        "floe.product.version": "2.1.0",
+        "floe.mode": "prod",
+    }
+    assert (plan.bsp_max_queue_size, plan.bsp_max_export_batch_size, plan.bsp_schedule_delay_ms) == (4096, 256, 1000)
+    exporter = plan.signals["traces"].exporters[0]
+    assert (exporter.protocol, exporter.endpoint, dict(exporter.headers)) == (
+        "grpc",
+        FG,
+        {"authorization": "Bearer tok-123"},
+    )
+    assert "tok-123" not in json.dumps(plan.to_dict())
+    assert plan.sources["sampling_ratio"].endswith("observability.telemetry.sampling.prod")
+    over = plan_for(
+        {
+            **env,
+            "OTEL_BSP_MAX_QUEUE_SIZE": "100",
+            "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "50",
+            "OTEL_EXPORTER_OTLP_HEADERS": "authorization=env",
+            "FLOE_MODE": "staging",
+        }
+    )
+    assert (over.bsp_max_queue_size, over.mode, over.sampler_ratio) == (100, "staging", 0.5)
+    assert dict(over.signals["traces"].exporters[0].headers) == {"authorization": "env"}
+
+
+def test_masked_compiled_credential_is_one_problem(tmp_path: Path) -> None:
+    """floe writes SecretStr as ********** into the JSON: exported without it, said once."""
+    text = _compiled(authentication={"auth_type": "api_key", "api_key": "**********", "header_name": "DD-API-KEY"})
+    plan = plan_for(_write_files(tmp_path, {C: text}, PROD))
+    assert [(p.severity, p.where) for p in plan.problems] == [
+        ("degraded", f"compiled:{tmp_path}/{C} observability.telemetry.authentication")
+    ]
+    assert all(not e.headers for s in plan.signals.values() for e in s.exporters)
+
+
+def test_compiled_default_location(tmp_path: Path) -> None:
+    """Without the variable, floe's default output (target/compiled_artifacts.json) is read if it exists."""
+    (tmp_path / "target").mkdir()
+    (tmp_path / "target" / C).write_text(_compiled())
+    inputs = Inputs(
+        PROD,
+        entry_points=fake_entry_points(),
+        grpc_available=lambda: True,
+        compiled_default=str(tmp_path / "target" / C),
+    )
+    assert summary(build_plan(inputs)) == expect(True, "otlp", FLOE_GRPC)
+    missing = Inputs(PROD, entry_points=fake_entry_points(), compiled_default=str(tmp_path / "nope.json"))
+    assert summary(build_plan(missing)) == expect(True, "otlp", LOCAL_HTTP)
+
+
+def test_env_only_plan_never_imports_pydantic() -> None:
+    """The start-up path without files must not pay for pydantic (measured in benchmarks/)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from floe_otel_distro.plan import Inputs, build_plan\n"
+        "plan = build_plan(Inputs({'FLOE_MODE': 'prod', 'OTEL_EXPORTER_OTLP_ENDPOINT': 'http://c:4317'}))\n"
+        "assert plan.active\n"
+        "print('pydantic' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd="/")
+    assert out.stdout.strip() == "False", out.stderr
+
+
+# --- floe-core plugins (floe_core.plugins.telemetry.TelemetryBackendPlugin), adapted -------------------------
+_FloeBase = type("TelemetryBackendPlugin", (), {"__module__": "floe_core.plugins.telemetry"})
+
+
+def _floe_plugin(config: Any, api: str = "1.0") -> type:
+    def get_otlp_exporter_config(self: Any) -> Any:
+        return config
+
+    return type(
+        "FloePlugin",
+        (_FloeBase,),
+        {
+            "name": property(lambda self: "jaeger"),
+            "version": property(lambda self: "0.1.0"),
+            "floe_api_version": property(lambda self: api),
+            "get_otlp_exporter_config": get_otlp_exporter_config,
+        },
+    )
+
+
+JAEGER_RELEASED = {"exporter_type": "otlp", "endpoint": "jaeger-collector:4317", "insecure": True, "protocol": "grpc"}
+JG = "http://jaeger-collector:4317"
+FLOE_PLUGIN_CASES: list[tuple[str, Any, dict[str, str], dict[str, Any]]] = [
+    (
+        "released otlp form: gRPC to its endpoint",
+        JAEGER_RELEASED,
+        PROD,
+        expect(
+            True,
+            "jaeger",
+            {s: [f"otlp grpc {JG}"] for s in ("traces", "metrics", "logs")},
+            ("warning", "backend 'jaeger'"),
+        ),
+    ),
+    (
+        "OTEL_* endpoint beats the plugin's",
+        JAEGER_RELEASED,
+        {**PROD, E: H},
+        expect(True, "jaeger", ALL_HTTP, ("warning", "backend 'jaeger'")),
+    ),
+    (
+        "released console form: the tree",
+        {"exporter_type": "console"},
+        PROD,
+        expect(
+            True,
+            "jaeger",
+            {
+                **CONSOLE,
+                "metrics": "off: the jaeger backend exports no metrics",
+                "logs": "off: the jaeger backend exports no logs",
+            },
+            ("warning", "backend 'jaeger'"),
+        ),
+    ),
+    (
+        "collector form (floe's spec)",
+        {"otlp/jaeger": {"endpoint": "jaeger-collector:4317", "tls": {"insecure": True}}},
+        PROD,
+        expect(
+            True,
+            "jaeger",
+            {s: [f"otlp grpc {JG}"] for s in ("traces", "metrics", "logs")},
+            ("warning", "backend 'jaeger'"),
+        ),
+    ),
+    (
+        "collector otlphttp form",
+        {"otlphttp/x": {"endpoint": "https://x.example:443"}},
+        PROD,
+        expect(
+            True,
+            "jaeger",
+            {s: [f"otlp http/protobuf https://x.example:443/v1/{s}"] for s in ("traces", "metrics", "logs")},
+            ("warning", "backend 'jaeger'"),
+        ),
+    ),
+    (
+        "unusable exporter config is fatal with the reason",
+        {"exporter_type": "carrier-pigeon"},
+        PROD,
+        off("no usable telemetry backend", ("fatal", "FLOE_TELEMETRY_BACKEND")),
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("config", "env", "expected"), [c[1:] for c in FLOE_PLUGIN_CASES], ids=[c[0] for c in FLOE_PLUGIN_CASES]
+)
+def test_floe_core_plugin_table(config: Any, env: dict[str, str], expected: dict[str, Any]) -> None:
+    """A floe-core plugin selected by name drives export through its get_otlp_exporter_config()."""
+    ref = _ref("floe.telemetry_backends", "jaeger", _floe_plugin(config), "floe-telemetry-jaeger")
+    plan = plan_for({**env, "FLOE_TELEMETRY_BACKEND": "jaeger"}, ref)
+    assert summary(plan) == expected
+    if plan.backend is not None:
+        assert (plan.backend.api, plan.backend.dist, plan.backend.shadows) == (
+            "floe-core",
+            "floe-telemetry-jaeger",
+            ("floe-otel-distro 1.0",),
+        )
+
+
+def test_floe_core_plugin_for_another_api_major_is_refused() -> None:
+    ref = _ref("floe.telemetry_backends", "jaeger", _floe_plugin(JAEGER_RELEASED, api="2.0"), "floe-telemetry-jaeger")
+    plan = plan_for({**PROD, "FLOE_TELEMETRY_BACKEND": "jaeger"}, ref)
+    assert not plan.active
+    assert "floe API 2.0" in plan.problems[-1].message
+
+
+def test_the_released_jaeger_plugin_is_adapted() -> None:
+    """floe-telemetry-jaeger 0.1.0a1 itself (installed by the tests), through the real entry points."""
+    from floe_otel_distro.backends import installed_entry_points
+
+    plan = build_plan(Inputs({**PROD, "FLOE_TELEMETRY_BACKEND": "jaeger"}, compiled_default=None))
+    assert plan.backend is not None
+    assert (plan.backend.api, plan.backend.dist, plan.backend.protocol) == (
+        "floe-core",
+        "floe-telemetry-jaeger",
+        "grpc",
+    )
+    assert plan.backend.shadows[0].startswith("floe-otel-distro")
+    assert plan.signals["traces"].exporters[0].endpoint == "http://jaeger-collector:4317"
+    assert any(r.dist == "floe-telemetry-jaeger" for r in installed_entry_points("floe.telemetry_backends"))
