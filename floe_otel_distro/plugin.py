@@ -119,6 +119,44 @@ class TelemetryBackendPlugin(ABC):
         """Whether the backend is reachable from here (default True: the collector is probed instead)."""
         return True
 
+    # --- floe-core's PluginMetadata contract (so floe's registry lists, loads and activates us) ---------
+    @property
+    def dependencies(self) -> list[str]:
+        """Other floe plugins this one needs (none)."""
+        return []
+
+    @property
+    def tracer_name(self) -> str | None:
+        """floe-core's per-plugin tracer name (the distro instruments, not the plugin)."""
+        return None
+
+    @property
+    def is_configured(self) -> bool:
+        """floe-core asks; a distro plugin is always usable with its defaults."""
+        return True
+
+    def get_config_schema(self) -> None:
+        """No pydantic schema: ``plugins.telemetry_backend.config`` is checked by :meth:`validate`."""
+        return None
+
+    def health_check(self, timeout: float | None = None) -> Any:
+        """floe-core's ``HealthStatus`` (healthy iff :meth:`validate_connection`); a dict without floe-core."""
+        healthy = self.validate_connection()
+        import importlib
+
+        try:  # floe-core is optional: no static import (and no type dependency) on it
+            metadata: Any = importlib.import_module("floe_core.plugin_metadata")
+        except ImportError:
+            return {"state": "healthy" if healthy else "unhealthy"}
+        state = metadata.HealthState.HEALTHY if healthy else metadata.HealthState.UNHEALTHY
+        return metadata.HealthStatus(state=state)
+
+    def startup(self) -> None:
+        """Nothing to start: the distro installs the SDK."""
+
+    def shutdown(self) -> None:
+        """Nothing to stop: the distro flushes the SDK at exit."""
+
     # --- SDK side ---------------------------------------------------------------------------------------
     def console_exporter(self, signal: str) -> Any:
         """The exporter behind ``sdk_exporters[signal] == "console"`` (only the console backend has one)."""
