@@ -180,3 +180,101 @@ def test_secrets_in_a_failure_are_redacted(monkeypatch: pytest.MonkeyPatch, caps
     assert "hunter2" not in err
     assert "abc" not in err
     assert "collector:4318" in err
+
+
+def test_console_and_named_exporters_are_built(monkeypatch: pytest.MonkeyPatch) -> None:
+    """console on every signal (the tree through the console plugin, the SDK's console exporters for the
+    rest) and a third-party exporter entry point named in OTEL_TRACES_EXPORTER."""
+    from floe_otel_distro import backends
+    from floe_otel_distro.backends import EntryPointRef
+
+    class Zipkin:
+        """Stands for an installed span exporter package."""
+
+    real = backends.installed_entry_points
+
+    def with_zipkin(group: str) -> tuple[EntryPointRef, ...]:
+        if group == "opentelemetry_traces_exporter":
+            return (EntryPointRef(group, "zipkin", "z:Z", "zipkin", "1", lambda: Zipkin),)
+        return real(group)
+
+    monkeypatch.setattr(backends, "installed_entry_points", with_zipkin)
+    plan = build_plan(Inputs({"OTEL_METRICS_EXPORTER": "console", "OTEL_LOGS_EXPORTER": "console"}))
+    assert [
+        type(installer.build_exporter(s, e, plan)).__name__
+        for s in ("traces", "metrics", "logs")
+        for e in plan.signals[s].exporters
+    ] == ["ConsoleTreeExporter", "ConsoleMetricExporter", "ConsoleLogRecordExporter"]
+    named = build_plan(Inputs({"OTEL_TRACES_EXPORTER": "zipkin"}, entry_points=with_zipkin))
+    assert isinstance(installer.build_exporter("traces", named.signals["traces"].exporters[0], named), Zipkin)
+    monkeypatch.setattr(backends, "installed_entry_points", lambda group: ())
+    with pytest.raises(LookupError):
+        installer.build_exporter("traces", named.signals["traces"].exporters[0], named)
+    with pytest.raises(LookupError):
+        installer.build_exporter("traces", plan.signals["traces"].exporters[0], plan)
+
+
+def test_only_planned_signals_get_providers() -> None:
+    """Signals the plan turned off get no provider; the others do."""
+    done = installer.install(_plan(OTEL_METRICS_EXPORTER="none", OTEL_LOGS_EXPORTER="none"), dict(ENV))
+    assert done is not None
+    assert (done.meter_provider, done.logger_provider, done.handler) == (None, None, None)
+    assert type(metrics.get_meter_provider()).__name__ == "_ProxyMeterProvider"
+    assert type(trace.get_tracer_provider()).__name__ == "TracerProvider"
+
+
+def test_propagator_is_rebuilt_when_imported_before_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
+    """opentelemetry.propagate imported before the environment was corrected: rebuilt from the fixed env."""
+    import os
+
+    monkeypatch.setenv("OTEL_PROPAGATORS", "tracecontext,nonesuch")
+    assert "opentelemetry.propagate" in __import__("sys").modules
+    done = installer.install(_plan(), os.environ)
+    assert done is not None
+    fields = propagate.get_global_textmap().fields
+    assert fields == {"traceparent", "tracestate"}
+    installer.undo(done, os.environ)
+    assert os.environ["OTEL_PROPAGATORS"] == "tracecontext,nonesuch"
+
+
+def test_deferred_providers_flush_and_shutdown_only_once_built() -> None:
+    """force_flush/shutdown are no-ops before the SDK provider exists and reach it afterwards."""
+    from floe_otel_distro.providers import DeferredLoggerProvider, DeferredMeterProvider
+
+    calls: list[str] = []
+
+    class Real:
+        def get_meter(self, name: str, *args: Any, **kwargs: Any) -> str:
+            calls.append(f"meter {name}")
+            return "meter"
+
+        def get_logger(self, name: str, *args: Any, **kwargs: Any) -> str:
+            calls.append(f"logger {name}")
+            return "logger"
+
+        def force_flush(self, timeout_millis: int = 0) -> bool:
+            calls.append("flush")
+            return True
+
+        def shutdown(self, timeout_millis: float = 0) -> None:
+            calls.append("shutdown")
+
+        extra = "sdk-only"
+
+    for deferred in (DeferredMeterProvider(Real), DeferredLoggerProvider(Real)):
+        assert deferred.force_flush() is True
+        deferred.shutdown()
+        assert calls == []
+        assert deferred.extra == "sdk-only"  # type: ignore[attr-defined]
+        assert deferred.built
+        assert deferred.force_flush() is True
+        deferred.shutdown()
+        assert calls == ["flush", "shutdown"]
+        calls.clear()
+        with pytest.raises(AttributeError):
+            _ = deferred._private  # type: ignore[attr-defined]
+    meter = DeferredMeterProvider(Real)
+    assert meter.get_meter("m") == "meter"
+    logger = DeferredLoggerProvider(Real)
+    assert logger.get_logger("l") == "logger"
+    assert calls == ["meter m", "logger l"]

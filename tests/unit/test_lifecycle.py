@@ -172,3 +172,90 @@ def test_abort_unreachable_aborts_only_exporters_whose_collector_is_down(capsys:
         exporters._last_warning = saved
     finally:
         server.close()
+
+
+class _Shutdowns:
+    """Providers with the shutdown signatures seen in the SDK (with and without timeout) and one that raises."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def force_flush(self, timeout_millis: int = 0) -> bool:
+        raise RuntimeError("flush failed")  # must not stop the others
+
+
+class _WithTimeout(_Shutdowns):
+    def shutdown(self, timeout_millis: float = 0) -> None:
+        self.calls.append(f"shutdown {timeout_millis > 0}")
+
+
+class _WithoutTimeout(_Shutdowns):
+    def shutdown(self) -> None:
+        self.calls.append("shutdown")
+
+
+class _Raising(_Shutdowns):
+    def shutdown(self) -> None:
+        raise RuntimeError("shutdown failed")
+
+
+def test_shutdown_reaches_every_provider_whatever_its_signature() -> None:
+    """A provider that raises in flush or shutdown does not stop the others; timeouts are passed where taken."""
+    a, b, c = _WithTimeout(), _Raising(), _WithoutTimeout()
+    lifecycle.install([a, b, c], 2.0)
+    assert lifecycle.flush(shutdown=True)
+    assert (a.calls, c.calls) == (["shutdown True"], ["shutdown"])
+
+
+def test_flush_runs_inline_when_no_thread_can_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    """At interpreter shutdown new threads are refused: the flush runs on the caller's thread."""
+    provider, exporter = _provider()
+    lifecycle.install([provider], 2.0)
+    _end(provider, 2)
+
+    def refuse(self: threading.Thread) -> None:
+        raise RuntimeError("can't create new thread at interpreter shutdown")
+
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+    assert lifecycle.flush()
+    assert len(exporter.get_finished_spans()) == 2
+
+
+def test_debug_lifecycle_dumps_threads_when_the_budget_runs_out(
+    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """FLOE_DEBUG_LIFECYCLE: a flush over budget says so and dumps every thread's stack."""
+    stuck = _Stuck()
+    monkeypatch.setenv("FLOE_DEBUG_LIFECYCLE", "1")
+    lifecycle.install([stuck], 0.2)
+    try:
+        assert not lifecycle.flush()
+    finally:
+        stuck.release.set()
+    err = capfd.readouterr().err
+    assert "floe-otel debug: flush budget exceeded" in err
+    assert "Thread" in err
+
+
+def test_after_fork_in_child_resets_the_exit_state() -> None:
+    """In a forked child the parent's exit flush state is forgotten: the child flushes at its own exit."""
+    provider, _ = _provider()
+    lifecycle.install([provider], 2.0)
+    lifecycle.flush_and_shutdown()
+    lifecycle._after_fork_in_child()
+    assert lifecycle._done is False and lifecycle._final_finished is False and lifecycle._inflight is None
+
+
+def test_multiprocessing_child_registers_its_own_exit_flush(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A forked multiprocessing child (no atexit) gets a Finalize that flushes; the parent gets none."""
+    import multiprocessing.util as mp_util
+
+    before = dict(mp_util._finalizer_registry)
+    lifecycle._mp_child_started(object())  # same pid as install: the parent
+    assert dict(mp_util._finalizer_registry) == before
+    monkeypatch.setattr(lifecycle, "_install_pid", -1)
+    lifecycle._mp_child_started(object())
+    added = [f for k, f in mp_util._finalizer_registry.items() if k not in before]
+    assert [f._callback for f in added] == [lifecycle.flush_and_shutdown]
+    for f in added:
+        f.cancel()

@@ -180,3 +180,105 @@ def test_ignored_sighup_keeps_the_process_alive(tmp_path: Any) -> None:
                           text=True, timeout=60, check=False)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["alive", "True"]
+
+
+def test_ignored_signal_stays_ignored_and_our_handler_is_a_no_op_for_it(instrumented: Any) -> None:
+    """signal.signal(SIGHUP, SIG_IGN) after us: the real disposition is SIG_IGN; getsignal reports it."""
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    assert _raw(signal.SIGHUP) is signal.SIG_IGN
+    assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+    # our handler, reached for an ignored signal (a race with the program), does nothing
+    signals._state.program_handlers[signal.SIGHUP] = signal.SIG_IGN
+    signals._on_signal(signal.SIGHUP, None)
+
+
+def test_bad_arguments_raise_as_signal_signal_does(instrumented: Any) -> None:
+    """Wrong arguments reach the real function (its own TypeError); a bad handler raises the stdlib's error."""
+    with pytest.raises(TypeError):
+        signal.signal(signal.SIGTERM)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="signal handler must be"):
+        signal.signal(signal.SIGTERM, 42)  # type: ignore[arg-type]
+
+
+def test_unhandled_signals_and_other_threads_pass_straight_through(instrumented: Any) -> None:
+    """SIGUSR1 is not ours; from a non-main thread nothing is recorded (signal.signal raises there)."""
+
+    def usr1(signum: int, frame: Any) -> None:
+        return None
+
+    previous = signal.signal(signal.SIGUSR1, usr1)
+    try:
+        assert _raw(signal.SIGUSR1) is usr1
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    errors: list[BaseException] = []
+
+    def from_thread() -> None:
+        try:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        except ValueError as exc:  # the stdlib's own "only in main thread" error
+            errors.append(exc)
+
+    worker = threading.Thread(target=from_thread)
+    worker.start()
+    worker.join()
+    assert len(errors) == 1
+    assert _raw(signal.SIGTERM) is signals._on_signal
+
+
+def test_instrument_off_the_main_thread_installs_nothing() -> None:
+    """Signal handlers can only be set from the main thread: instrumenting elsewhere is a no-op."""
+    inst = SignalsInstrumentor()
+    result: list[Any] = []
+    worker = threading.Thread(target=lambda: result.append(inst.instrument()))
+    worker.start()
+    worker.join()
+    assert signal.signal.__class__.__name__ != "FunctionWrapper"
+    inst.uninstrument()
+
+
+def test_nested_signal_does_not_flush_twice(instrumented: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A signal arriving while our handler runs (same pid) skips the flush and goes straight on."""
+    flushes: list[str] = []
+    monkeypatch.setattr(lifecycle, "flush", lambda *a, **k: flushes.append("flush") or True)
+    calls: list[int] = []
+    signal.signal(signal.SIGTERM, lambda s, f: calls.append(s))
+    signals._state.handling_pid = os.getpid()
+    try:
+        signals._on_signal(signal.SIGTERM, None)
+    finally:
+        signals._state.handling_pid = None
+    assert (flushes, calls) == ([], [signal.SIGTERM])
+
+
+def test_default_disposition_finishes_the_exit_flush_then_dies_of_the_signal(
+    instrumented: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No program handler: the exit flush completes, the default disposition is restored, the signal re-sent."""
+    provider, exporter = _provider()
+    lifecycle.install([provider], 2.0)
+    _end(provider, 3)
+    sent: list[tuple[int, int]] = []
+    restored: list[tuple[int, Any]] = []
+    monkeypatch.setattr(signals.os, "kill", lambda pid, signum: sent.append((pid, signum)))
+    monkeypatch.setattr(signals, "_set_disposition", lambda signum, handler: restored.append((signum, handler)))
+    signals._state.program_handlers[signal.SIGTERM] = signal.SIG_DFL
+    signals._on_signal(signal.SIGTERM, None)
+    assert len(exporter.get_finished_spans()) == 3
+    assert restored == [(signal.SIGTERM, signal.SIG_DFL)]
+    assert sent == [(os.getpid(), signal.SIGTERM)]
+
+
+def test_take_over_keeps_ignored_signals_and_is_idempotent() -> None:
+    """A signal ignored before we load stays ignored; instrumenting again changes nothing."""
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    inst = SignalsInstrumentor()
+    try:
+        inst.instrument()
+        assert _raw(signal.SIGHUP) is signal.SIG_IGN
+        assert _raw(signal.SIGTERM) is signals._on_signal
+        signals._take_over()  # already ours: left alone
+        assert _raw(signal.SIGTERM) is signals._on_signal
+    finally:
+        inst.uninstrument()
+        signal.signal(signal.SIGHUP, previous)
