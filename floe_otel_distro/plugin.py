@@ -151,10 +151,10 @@ class TelemetryBackendPlugin(ABC):
         state = metadata.HealthState.HEALTHY if healthy else metadata.HealthState.UNHEALTHY
         return metadata.HealthStatus(state=state)
 
-    def startup(self) -> None:
+    def startup(self) -> None:  # noqa: B027 - floe-core lifecycle hook, optional
         """Nothing to start: the distro installs the SDK."""
 
-    def shutdown(self) -> None:
+    def shutdown(self) -> None:  # noqa: B027 - floe-core lifecycle hook, optional
         """Nothing to stop: the distro flushes the SDK at exit."""
 
     # --- SDK side ---------------------------------------------------------------------------------------
