@@ -465,9 +465,7 @@ def _floe_core_backend(  # noqa: PLR0917 - the pieces _backend already resolved
         return None
     want, want_where = ctx.layers.get("backend_version")
     if want is not None and str(want).strip() not in (version, winner.dist_version):
-        ctx.problem(
-            FATAL, want_where, want, f"installed {name!r} plugin is {version}; pin that version or install it"
-        )
+        ctx.problem(FATAL, want_where, want, f"installed {name!r} plugin is {version}; pin that version or install it")
         return None
     if endpoint and "://" not in endpoint:
         endpoint = f"{'https' if insecure is False else 'http'}://{endpoint}"

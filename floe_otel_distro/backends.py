@@ -42,9 +42,7 @@ def installed_entry_points(group: str) -> tuple[EntryPointRef, ...]:
     for ep in entry_points(group=group):
         dist = getattr(ep, "dist", None)
         name = dist.metadata["Name"] if dist is not None else None
-        out.append(
-            EntryPointRef(group, ep.name, ep.value, name, dist.version if dist is not None else None, ep.load)
-        )
+        out.append(EntryPointRef(group, ep.name, ep.value, name, dist.version if dist is not None else None, ep.load))
     return tuple(out)
 
 

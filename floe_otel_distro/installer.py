@@ -205,7 +205,7 @@ def step_commit(plan: Plan, done: Installed, environ: MutableMapping[str, str]) 
         done.committed.append("logger provider")
     if done.handler is not None:
         logging.getLogger().addHandler(done.handler)
-    done.context_token = propagation.attach_startup_context(environ, plan.baggage.get("floe.namespace"))
+    done.context_token = propagation.attach_startup_context(environ, plan.baggage)
 
 
 def step_lifecycle(plan: Plan, done: Installed) -> None:

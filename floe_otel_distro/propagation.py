@@ -6,7 +6,10 @@
   warnings are folded into it) and the process starts a new root; extraction never raises.
 - ``current_carrier`` / ``inject_into_env``: write the current context into a carrier dict or a *copy*
   of an environment for a child process; stale carrier variables are always removed first.
-- ``with_floe_baggage``: put ``floe.namespace`` into W3C baggage, preserving incoming entries.
+- ``with_floe_baggage``: put floe's four keys (``floe.namespace``, ``floe.product.name``,
+  ``floe.product.version``, ``floe.mode``: what floe-core's ``set_floe_baggage`` sets) into W3C baggage,
+  bounded: an incoming member is never replaced or evicted, and a key is left out rather than pushing the
+  baggage past the W3C limits the propagators enforce (180 members, 4096 bytes a member, 8192 bytes).
 
 Only trace identifiers, the W3C trace state and baggage travel in these variables: never put
 sensitive data into baggage, since a child's environment is readable by its user (``/proc/<pid>/environ``).
@@ -20,6 +23,7 @@ import logging
 import threading
 from collections.abc import Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
+from urllib.parse import quote_plus
 
 from opentelemetry import baggage, context, propagate, trace
 from opentelemetry.propagators._envcarrier import EnvironmentGetter, EnvironmentSetter, _normalize_key
@@ -30,6 +34,11 @@ _setter = EnvironmentSetter()
 
 CARRIER_VARIABLES = ("TRACEPARENT", "TRACESTATE", "BAGGAGE")
 NAMESPACE_BAGGAGE_KEY = "floe.namespace"
+FLOE_BAGGAGE_KEYS = ("floe.namespace", "floe.product.name", "floe.product.version", "floe.mode")
+# the W3C baggage limits the upstream propagator enforces (opentelemetry.baggage.propagation)
+MAX_BAGGAGE_MEMBERS = 180
+MAX_BAGGAGE_MEMBER_BYTES = 4096
+MAX_BAGGAGE_BYTES = 8192
 
 # Upstream propagators warn (per entry) about malformed input; while we extract from the environment
 # those warnings are swallowed and summarised in our single debug line instead.
@@ -130,9 +139,7 @@ def current_carrier(ctx: context.Context | None = None) -> dict[str, str]:
     return carrier
 
 
-def inject_into_env(
-    env: MutableMapping[str, str], ctx: context.Context | None = None
-) -> MutableMapping[str, str]:
+def inject_into_env(env: MutableMapping[str, str], ctx: context.Context | None = None) -> MutableMapping[str, str]:
     """Write the current (or given) context into ``env`` and return it.
 
     Stale carrier variables are removed first, so a child never continues an outdated trace.
@@ -144,15 +151,40 @@ def inject_into_env(
     return env
 
 
-def with_floe_baggage(namespace: str | None, ctx: context.Context | None = None) -> context.Context:
-    """``ctx`` with ``floe.namespace`` in baggage unless an incoming value is already there."""
+def _member(key: str, value: object) -> str:
+    return f"{quote_plus(key)}={quote_plus(str(value))}"
+
+
+def with_floe_baggage(values: str | Mapping[str, str] | None, ctx: context.Context | None = None) -> context.Context:
+    """``ctx`` with floe's baggage keys added (a string is the namespace alone), bounded (module docstring).
+
+    Keys are added in floe's order; a key already present (incoming) keeps its value; a key that would
+    exceed a limit is left out, and so are the keys after it (the baggage stays within what every
+    propagator forwards).
+    """
     ctx = ctx if ctx is not None else context.get_current()
-    if namespace and baggage.get_baggage(NAMESPACE_BAGGAGE_KEY, ctx) is None:
-        ctx = baggage.set_baggage(NAMESPACE_BAGGAGE_KEY, namespace, ctx)
+    wanted = {NAMESPACE_BAGGAGE_KEY: values} if isinstance(values, str) else dict(values or {})
+    current = dict(baggage.get_all(ctx))
+    members = len(current)
+    size = len(",".join(_member(k, v) for k, v in current.items()).encode())
+    for key in FLOE_BAGGAGE_KEYS:
+        value = wanted.get(key)
+        if not value or key in current:
+            continue
+        member = _member(key, value)
+        added = len(member.encode()) + (1 if members else 0)
+        if (
+            members + 1 > MAX_BAGGAGE_MEMBERS
+            or len(member.encode()) > MAX_BAGGAGE_MEMBER_BYTES
+            or size + added > MAX_BAGGAGE_BYTES
+        ):
+            break
+        ctx = baggage.set_baggage(key, value, ctx)
+        members, size = members + 1, size + added
     return ctx
 
 
-def attach_startup_context(environ: Mapping[str, str], namespace: str | None) -> object:
+def attach_startup_context(environ: Mapping[str, str], namespace: str | Mapping[str, str] | None) -> object:
     """Attach the caller's context (from env carriers) plus floe baggage as this process's root context.
 
     Idempotent: only the first call attaches (the context stays attached for the process's lifetime).

@@ -153,6 +153,50 @@ def test_floe_baggage_is_added_and_incoming_entries_are_preserved() -> None:
     assert propagation.with_floe_baggage(None, incoming) is incoming
 
 
+FLOE_BAGGAGE = {
+    "floe.namespace": "sales",
+    "floe.product.name": "orders",
+    "floe.product.version": "2.1.0",
+    "floe.mode": "prod",
+}
+
+
+def test_floe_baggage_carries_floes_four_keys() -> None:
+    """The four keys floe-core's set_floe_baggage sets, beside incoming members (which keep their values)."""
+    incoming = propagation.extract_from_environ({"BAGGAGE": "team=data,floe.mode=dev"})
+    ctx = propagation.with_floe_baggage(FLOE_BAGGAGE, incoming)
+    assert baggage.get_all(ctx) == {**FLOE_BAGGAGE, "team": "data", "floe.mode": "dev"}
+    carrier = propagation.current_carrier(ctx)
+    assert set(baggage.get_all(propagation.extract_from_environ(carrier))) == {*FLOE_BAGGAGE, "team"}
+
+
+@pytest.mark.parametrize(
+    ("incoming_members", "member_size", "expected_added"),
+    [
+        (179, 5, 1),  # one slot left: only floe.namespace fits, nothing is evicted
+        (180, 5, 0),  # full: nothing is added
+        (39, 205, 0),  # 8189 of 8192 bytes used: nothing more fits
+        (39, 204, 1),  # room for floe.namespace=sales only
+        (1, 100, 4),
+    ],
+)
+def test_floe_baggage_stays_within_w3c_limits(incoming_members: int, member_size: int, expected_added: int) -> None:
+    """floe's keys never push baggage past 180 members / 8192 bytes and never evict an incoming member."""
+    ctx = context.Context()
+    value = "v" * member_size
+    for i in range(incoming_members):
+        ctx = baggage.set_baggage(f"k{i:02}", value, ctx)
+    out = propagation.with_floe_baggage(FLOE_BAGGAGE, ctx)
+    got = baggage.get_all(out)
+    assert all(got[f"k{i:02}"] == value for i in range(incoming_members))
+    assert len(got) - incoming_members == expected_added
+    assert len(got) <= propagation.MAX_BAGGAGE_MEMBERS
+    header = propagation.current_carrier(out).get("BAGGAGE", "")
+    assert len(header.encode()) <= propagation.MAX_BAGGAGE_BYTES
+    # what was added survives a round trip through the real propagator (nothing silently dropped)
+    assert set(baggage.get_all(propagation.extract_from_environ({"BAGGAGE": header}))) == set(got)
+
+
 def test_attach_startup_context_continues_the_caller_once(
     monkeypatch: pytest.MonkeyPatch, tracer: trace.Tracer
 ) -> None:
