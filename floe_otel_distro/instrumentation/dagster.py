@@ -59,6 +59,10 @@ ASSET_KEY = "dagster.asset.key"
 ASSET_KEYS = "dagster.asset.keys"
 PARTITION = "dagster.partition"
 STATUS = "dagster.status"
+# floe's optional span attributes (floe spec 001, FloeSpanAttributes)
+FLOE_PIPELINE_ID = "floe.pipeline.id"  # the Dagster run id
+FLOE_JOB_TYPE = "floe.job.type"  # dagster_run | dagster_step | dagster_asset
+FLOE_DAGSTER_ASSET = "floe.dagster.asset"  # the asset key, on asset spans
 
 # dagster.status / floe.pipeline.status / floe.materialization.status values
 SUCCESS = "success"
@@ -290,7 +294,12 @@ class _RunTracker(_Tracker):
         self.state = state
         self.job_name = str(job_context.job_name)
         self.run_id = str(job_context.run_id)
-        attributes: dict[str, str] = {RUN_ID: self.run_id, JOB_NAME: self.job_name}
+        attributes: dict[str, str] = {
+            RUN_ID: self.run_id,
+            JOB_NAME: self.job_name,
+            FLOE_PIPELINE_ID: self.run_id,
+            FLOE_JOB_TYPE: "dagster_run",
+        }
         tags = getattr(getattr(job_context, "dagster_run", None), "tags", None) or {}
         if tags.get(PARTITION_TAG):
             attributes[PARTITION] = str(tags[PARTITION_TAG])
@@ -323,7 +332,14 @@ class _RunTracker(_Tracker):
 
     def _skipped_step(self, event: Any) -> None:
         step_key = str(event.step_key)
-        attributes = {RUN_ID: self.run_id, JOB_NAME: self.job_name, STEP_KEY: step_key, STATUS: SKIPPED}
+        attributes = {
+            RUN_ID: self.run_id,
+            JOB_NAME: self.job_name,
+            FLOE_PIPELINE_ID: self.run_id,
+            FLOE_JOB_TYPE: "dagster_step",
+            STEP_KEY: step_key,
+            STATUS: SKIPPED,
+        }
         node_handle = getattr(event, "node_handle", None)
         if node_handle is not None:
             attributes[OP_NAME] = str(getattr(node_handle, "name", node_handle))
@@ -369,14 +385,15 @@ class _StepTracker(_Tracker):
         self.state = state
         self.step_context = step_context
         self.step_key = str(step_context.step.key)
-        self.base: dict[str, str] = {RUN_ID: str(step_context.run_id), JOB_NAME: str(step_context.job_name)}
+        run_id = str(step_context.run_id)
+        self.base: dict[str, str] = {RUN_ID: run_id, JOB_NAME: str(step_context.job_name), FLOE_PIPELINE_ID: run_id}
         self.partition: str | None = None
         try:
             if step_context.has_partition_key:
                 self.partition = str(step_context.partition_key)
         except Exception:
             self.partition = None
-        attributes = {**self.base, STEP_KEY: self.step_key}
+        attributes = {**self.base, FLOE_JOB_TYPE: "dagster_step", STEP_KEY: self.step_key}
         try:
             attributes[OP_NAME] = str(step_context.op_def.name)
         except Exception:
@@ -425,7 +442,13 @@ class _StepTracker(_Tracker):
         self.exception_recorded = False
 
     def _asset_span(self, key: str, start_ns: int) -> Span:
-        attributes = {**self.base, STEP_KEY: self.step_key, ASSET_KEY: key}
+        attributes = {
+            **self.base,
+            FLOE_JOB_TYPE: "dagster_asset",
+            STEP_KEY: self.step_key,
+            ASSET_KEY: key,
+            FLOE_DAGSTER_ASSET: key,
+        }
         if self.partition:
             attributes[PARTITION] = self.partition
         return self.state.tracer.start_span(

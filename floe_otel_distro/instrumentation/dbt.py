@@ -10,7 +10,8 @@ wrapt function wrappers, undone by ``uninstrument``):
   invocation span (``dbt <command>``) is opened and made current around it.
 * ``dbt.task.runnable.GraphRunnableTask.call_runner``: dbt's runner entry point for one node, called on a
   worker thread of dbt's thread pool (or inline with ``--single-threaded``) for every executed *and*
-  skipped node. The node span (``dbt.<resource_type> <name>``) is started there with the invocation span
+  skipped node. The node span (``dbt.node.<resource_type> <name>``: never floe-dbt-core's ``dbt.<command>``
+  invocation name) is started there with the invocation span
   as its **explicit** parent (worker threads do not inherit the context) and made current on that
   thread, so anything instrumented inside the node nests under it. Attributes come from the
   ``RunResult`` dbt returns (status, adapter response, thread, execution time, timing).
@@ -18,7 +19,9 @@ wrapt function wrappers, undone by ``uninstrument``):
 Results dbt reports without going through ``call_runner`` (e.g. ``on-run-start`` hook operations) get a
 node span after the fact, from the ``RunResult`` timing, so every ``unique_id`` of ``run_results.json``
 has a span. Every hook is wrapped defensively: a telemetry failure never changes what dbt does.
-Span names, attributes and metrics are documented in ``docs/instrumentation-dbt.md``.
+Span names, attributes and metrics are documented in ``docs/instrumentation-dbt.md``; floe's optional span
+attributes are set too: ``floe.pipeline.id`` (the invocation id), ``floe.job.type`` (``dbt_<command>``) and, on
+model nodes, ``floe.dbt.model``.
 """
 
 from __future__ import annotations
@@ -74,6 +77,12 @@ NODE_EXECUTION_TIME = "dbt.node.execution_time"
 NODE_SKIPPED = "dbt.node.skipped"
 NODE_FAILURES = "dbt.node.failures"
 NODE_MESSAGE = "dbt.node.message"
+# floe's optional span attributes (floe spec 001, FloeSpanAttributes)
+FLOE_PIPELINE_ID = "floe.pipeline.id"  # the dbt invocation id
+FLOE_JOB_TYPE = "floe.job.type"  # dbt_<command>, e.g. dbt_run, dbt_build
+FLOE_DBT_MODEL = "floe.dbt.model"  # the model's name, on model nodes only
+#: node spans are ``dbt.node.<resource type> <name>``: floe-dbt-core names its invocation spans ``dbt.<command>``
+NODE_SPAN_PREFIX = "dbt.node."
 
 ERROR_TEST_FAILURE = "dbt.test_failure"
 ERROR_NODE_ERROR = "dbt.node_error"
@@ -194,13 +203,36 @@ def _node_attributes(node: Any) -> dict[str, Any]:
     materialized = getattr(getattr(node, "config", None), "materialized", None)
     if materialized:
         attributes[NODE_MATERIALIZATION] = str(materialized)
+    if name and attributes.get(NODE_RESOURCE_TYPE) == "model":
+        attributes[FLOE_DBT_MODEL] = str(name)
+    attributes.update(_floe_pipeline_attributes(_current_invocation()))
+    return attributes
+
+
+def _invocation_id() -> str | None:
+    try:
+        from dbt_common.invocation import get_invocation_id
+
+        return str(get_invocation_id())
+    except Exception:
+        return None
+
+
+def _floe_pipeline_attributes(invocation: _Invocation | None) -> dict[str, Any]:
+    """floe.pipeline.id (the dbt invocation id) and floe.job.type (dbt_<command>)."""
+    attributes: dict[str, Any] = {}
+    pipeline_id = _invocation_id()
+    if pipeline_id:
+        attributes[FLOE_PIPELINE_ID] = pipeline_id
+    if invocation is not None:
+        attributes[FLOE_JOB_TYPE] = "dbt_" + ("_".join(invocation.command.split()) or "dbt")
     return attributes
 
 
 def _span_name(attributes: Mapping[str, Any]) -> str:
     resource_type = attributes.get(NODE_RESOURCE_TYPE, "node")
     name = attributes.get(NODE_NAME) or attributes.get(NODE_UNIQUE_ID, "unknown")
-    return f"dbt.{resource_type} {name}"
+    return f"{NODE_SPAN_PREFIX}{resource_type} {name}"
 
 
 def _config_attributes(config: Any) -> dict[str, Any]:
@@ -454,12 +486,10 @@ def _invocation_attributes(invocation: _Invocation, ctx: Any, success: bool) -> 
         project_name = getattr(obj.get("project"), "project_name", None)
         if project_name:
             attributes[DBT_PROJECT_NAME] = str(project_name)
-    try:
-        from dbt_common.invocation import get_invocation_id
-
-        attributes[DBT_INVOCATION_ID] = str(get_invocation_id())
-    except Exception:
-        _log.debug("no dbt invocation id", exc_info=True)
+    invocation_id = _invocation_id()
+    if invocation_id:
+        attributes[DBT_INVOCATION_ID] = invocation_id
+    attributes.update(_floe_pipeline_attributes(invocation))
     attributes[DBT_SUCCESS] = success
     return attributes
 

@@ -78,7 +78,7 @@ def _ensure_telemetry_initialized(wrapped: Callable[..., Any], instance: Any, ar
     installed = _installed
     if installed is None or not _state.STATE.active:
         return wrapped(*args, **kwargs)
-    module = sys.modules.get(INIT_MODULE)
+    module: Any = sys.modules.get(INIT_MODULE)
     _restore_endpoint(installed)
     if module is None or getattr(module, "_initialized", False):
         return None

@@ -129,10 +129,10 @@ def test_dbt_seed_success_joins_traceparent(collector: Collector, tmp_path: Path
     assert inv["parent_span_id"] == "00f067aa0ba902b7"
     assert inv["attributes"]["dbt.success"] is True
     assert inv["status"].get("code", 0) == 0
-    seeds = [s for s in spans if s["name"].startswith("dbt.seed ")]
+    seeds = [s for s in spans if s["name"].startswith("dbt.node.seed ")]
     assert len(seeds) == 3
     assert len({s["attributes"]["dbt.node.thread"] for s in seeds}) == 1  # --threads 1
-    hooks = {s["attributes"]["dbt.node.unique_id"] for s in spans if s["name"].startswith("dbt.operation ")}
+    hooks = {s["attributes"]["dbt.node.unique_id"] for s in spans if s["name"].startswith("dbt.node.operation ")}
     assert hooks == {"operation.jaffle.jaffle-on-run-start-0", "operation.jaffle.jaffle-on-run-end-0"}
     for s in spans:
         if s is not inv:

@@ -189,8 +189,8 @@ def test_skipped_nodes_are_marked_in_the_tree() -> None:
     provider.add_span_processor(SimpleSpanProcessor(memory))
     tracer = provider.get_tracer("t")
     with tracer.start_as_current_span("dbt build"):
-        tracer.start_span("dbt.model a", attributes={"dbt.node.skipped": True, "dbt.node.status": "skipped"}).end()
-        tracer.start_span("dbt.model b", attributes={"dbt.node.status": "success"}).end()
+        tracer.start_span("dbt.node.model a", attributes={"dbt.node.skipped": True, "dbt.node.status": "skipped"}).end()
+        tracer.start_span("dbt.node.model b", attributes={"dbt.node.status": "success"}).end()
     lines = render_tree(memory.get_finished_spans()).splitlines()
-    assert any("dbt.model a" in line and "SKIPPED" in line for line in lines)
-    assert any("dbt.model b" in line and "SKIPPED" not in line for line in lines)
+    assert any("dbt.node.model a" in line and "SKIPPED" in line for line in lines)
+    assert any("dbt.node.model b" in line and "SKIPPED" not in line for line in lines)

@@ -96,6 +96,7 @@ def test_run_step_and_asset_spans(telemetry: Telemetry) -> None:
     assert run.attributes["dagster.run_id"] == result.run_id
     assert run.attributes["dagster.job.name"] == "assets_job"
     assert run.attributes["dagster.status"] == "success"
+    assert (run.attributes["floe.pipeline.id"], run.attributes["floe.job.type"]) == (result.run_id, "dagster_run")
     assert run.status.status_code is StatusCode.UNSET
 
     trace_ids = {s.context.trace_id for s in telemetry.spans()}
@@ -111,6 +112,9 @@ def test_run_step_and_asset_spans(telemetry: Telemetry) -> None:
         assert step.attributes["dagster.op.name"] == key
         assert step.attributes["dagster.run_id"] == result.run_id
         assert step.attributes["dagster.status"] == "success"
+        assert step.attributes["floe.pipeline.id"] == result.run_id
+        assert step.attributes["floe.job.type"] == "dagster_step"
+        assert "floe.dagster.asset" not in step.attributes
 
     assets = {
         s.attributes["dagster.asset.key"]: s for s in telemetry.spans() if s.name.startswith("dagster.asset ")
@@ -128,6 +132,9 @@ def test_run_step_and_asset_spans(telemetry: Telemetry) -> None:
         step = steps[expected_step[key]]
         parent = group if expected_step[key] == "order_stats" else step
         assert span.name == f"dagster.asset {key}"
+        assert span.attributes is not None
+        assert (span.attributes["floe.dagster.asset"], span.attributes["floe.job.type"]) == (key, "dagster_asset")
+        assert span.attributes["floe.pipeline.id"] == result.run_id
         assert span.parent is not None and span.parent.span_id == parent.context.span_id
         assert span.attributes["dagster.status"] == "success"
         assert span.attributes["dagster.job.name"] == "assets_job"

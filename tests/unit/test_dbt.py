@@ -177,7 +177,7 @@ def test_hook_operations_get_spans_from_their_timing(build: DbtRun) -> None:
     assert set(hooks) == {"operation.jaffle.jaffle-on-run-start-0", "operation.jaffle.jaffle-on-run-end-0"}
     by_id = {r["unique_id"]: r for r in build.run_results()}
     for uid, span in hooks.items():
-        assert span.name == f"dbt.operation {uid.split('.')[-1]}"
+        assert span.name == f"dbt.node.operation {uid.split('.')[-1]}"
         assert span.attributes["dbt.node.status"] == "success"  # type: ignore[index]
         assert span.parent is not None and span.parent.span_id == build.invocation.context.span_id
         started = min(t["started_at"] for t in by_id[uid]["timing"])
@@ -220,7 +220,7 @@ def test_node_span_attributes(build: DbtRun) -> None:
     """Node spans carry resource type, name, materialization, status, rows, adapter response, thread, time."""
     by_id = {r["unique_id"]: r for r in build.run_results()}
     seed = build.nodes["seed.jaffle.raw_customers"]
-    assert seed.name == "dbt.seed raw_customers"
+    assert seed.name == "dbt.node.seed raw_customers"
     a = dict(seed.attributes or {})
     assert a["dbt.node.resource_type"] == "seed"
     assert a["dbt.node.name"] == "raw_customers"
@@ -243,8 +243,22 @@ def test_node_span_attributes(build: DbtRun) -> None:
         assert attrs["dbt.node.resource_type"] == rtype
         assert attrs["dbt.node.materialization"] == mat
         assert attrs["dbt.node.status"] == by_id[uid]["status"]
-        assert build.nodes[uid].name == f"dbt.{rtype} {uid.split('.')[2]}"
+        assert build.nodes[uid].name == f"dbt.node.{rtype} {uid.split('.')[2]}"
     assert {e.name for e in build.nodes["model.jaffle.orders"].events} >= {"dbt.compile", "dbt.execute"}
+
+
+def test_floe_span_attributes(build: DbtRun) -> None:
+    """floe's optional span attributes: floe.dbt.model on model nodes only, floe.pipeline.id = the invocation id,
+    floe.job.type = dbt_<command>; node names never look like floe-dbt-core's dbt.<command> invocation spans."""
+    inv = dict(build.invocation.attributes or {})
+    invocation_id = inv["dbt.invocation_id"]
+    assert (inv["floe.pipeline.id"], inv["floe.job.type"]) == (invocation_id, "dbt_build")
+    for uid, span in build.nodes.items():
+        attrs = dict(span.attributes or {})
+        assert (attrs["floe.pipeline.id"], attrs["floe.job.type"]) == (invocation_id, "dbt_build"), uid
+        assert attrs.get("floe.dbt.model") == (uid.split(".")[2] if uid.startswith("model.") else None), uid
+        assert span.name.startswith("dbt.node.")
+        assert span.name.split()[0] not in {"dbt.build", "dbt.run", "dbt.test", "dbt.seed", "dbt.snapshot"}
 
 
 def test_failing_test_has_error_status_and_message(build: DbtRun) -> None:
@@ -320,7 +334,7 @@ def test_cli_entry_point_is_traced(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert inv.attributes["dbt.success"] is True  # type: ignore[index]
     assert inv.attributes["dbt.project.name"] == "jaffle"  # type: ignore[index]
     assert inv.status.status_code is StatusCode.UNSET
-    seeds = {s.attributes["dbt.node.unique_id"] for s in spans if s.name.startswith("dbt.seed ")}  # type: ignore[index]
+    seeds = {s.attributes["dbt.node.unique_id"] for s in spans if s.name.startswith("dbt.node.seed ")}  # type: ignore[index]
     assert seeds == {"seed.jaffle.raw_customers", "seed.jaffle.raw_orders", "seed.jaffle.raw_payments"}
     assert all(s.parent is not None and s.parent.span_id == inv.context.span_id for s in spans if s is not inv)
     runs = metric_points(reader)["floe.pipeline.run.duration"]
