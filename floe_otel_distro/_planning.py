@@ -572,6 +572,10 @@ def _otlp(ctx: _Ctx, signal: str, backend: BackendPlan) -> tuple[ExporterPlan | 
         proto = _text(value)
     protocol = env.choice(proto_where or "protocol", proto, PROTOCOLS, None) if proto else None
     port = _port_of(url) if url else None
+    if protocol is None and port not in WELL_KNOWN_PORTS and backend.protocol and url is not None:
+        # a floe-core plugin names its protocol for the endpoint it is given (floe-telemetry-jaeger: gRPC to
+        # OTEL_EXPORTER_OTLP_ENDPOINT); a well-known port still decides first
+        protocol, proto_where = backend.protocol, f"backend {backend.name} get_otlp_exporter_config() protocol"
     if protocol is None:
         protocol = WELL_KNOWN_PORTS.get(port or 0, "http/protobuf")
         proto_where = f"{where} (port {port})" if port in WELL_KNOWN_PORTS else "the default protocol"

@@ -1069,6 +1069,22 @@ def test_floe_core_plugin_table(config: Any, env: dict[str, str], expected: dict
         )
 
 
+def test_floe_core_plugin_protocol_applies_to_an_endpoint_without_a_well_known_port() -> None:
+    """floe-telemetry-jaeger says gRPC for the endpoint it is given; ports 4317/4318 and OTEL_* still decide first."""
+    ref = _ref("floe.telemetry_backends", "jaeger", _floe_plugin(JAEGER_RELEASED), "floe-telemetry-jaeger")
+    env = {**PROD, "FLOE_TELEMETRY_BACKEND": "jaeger"}
+
+    def first(extra: dict[str, str]) -> str:
+        exporter = plan_for({**env, **extra}, ref).signals["traces"].exporters[0]
+        return f"{exporter.protocol} {exporter.endpoint}"
+
+    assert first({E: "http://c:14317"}) == "grpc http://c:14317"
+    assert first({E: H}) == f"http/protobuf {H}/v1/traces"
+    assert first({E: "http://c:14317", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"}) == (
+        "http/protobuf http://c:14317/v1/traces"
+    )
+
+
 def test_floe_core_plugin_for_another_api_major_is_refused() -> None:
     ref = _ref("floe.telemetry_backends", "jaeger", _floe_plugin(JAEGER_RELEASED, api="2.0"), "floe-telemetry-jaeger")
     plan = plan_for({**PROD, "FLOE_TELEMETRY_BACKEND": "jaeger"}, ref)
