@@ -632,7 +632,11 @@ def _check_endpoint(ctx: _Ctx, url: str, where: str, protocol: str) -> str | Non
     """The endpoint, if usable; else one degraded problem and None (the signal cannot export)."""
     shown = redact_url(url)
     candidate = url if "://" in url else (f"http://{url}" if protocol == "grpc" else url)
-    parts = urlsplit(candidate)
+    try:
+        parts = urlsplit(candidate)
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        ctx.problem(DEGRADED, where, shown, "not a valid URL; this signal is not exported")
+        return None
     problem = None
     if parts.scheme not in ("http", "https"):
         problem = "not an http(s) URL; use e.g. http://otel-collector:4318"
@@ -808,11 +812,11 @@ def _instrumentors(ctx: _Ctx) -> dict[str, bool]:
 
 # --- cross checks -----------------------------------------------------------------------------------------------
 def _host_port(url: str) -> tuple[str, int | None]:
-    parts = urlsplit(url if "://" in url else f"//{url}")
     try:
+        parts = urlsplit(url if "://" in url else f"//{url}")
         port = parts.port
     except ValueError:
-        port = None
+        return "", None
     return (parts.hostname or "").lower(), port
 
 

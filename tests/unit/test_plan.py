@@ -651,7 +651,7 @@ def test_build_plan_never_raises_on_garbage() -> None:
     names = [
         v for k, v in vars(env_names).items() if k.isupper() and isinstance(v, str) and v.startswith(("OTEL", "FLOE"))
     ]
-    for junk in ("", " ", "\x00", "=,=,", "%zz", "-1e309", "☃" * 50, "a" * 10000):
+    for junk in ("", " ", "\x00", "=,=,", "%zz", "-1e309", "☃" * 50, "a" * 10000, "http://[::1", "[::1]:x"):
         plan = plan_for(dict.fromkeys(names, junk))
         assert isinstance(plan, Plan)
 
