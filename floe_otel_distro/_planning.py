@@ -758,7 +758,8 @@ def _sampler(ctx: _Ctx, mode: str) -> tuple[str, float | None]:
 
 
 def _propagators(ctx: _Ctx) -> tuple[str, ...]:
-    asked = E.names(ctx.env.raw(E.OTEL_PROPAGATORS))
+    requested = _requested_propagators(ctx) or ctx.env.raw(E.OTEL_PROPAGATORS)
+    asked = E.names(requested)
     if asked is None:  # the API's own default (no entry-point scan)
         return DEFAULT_PROPAGATORS
     if asked == ("none",):
@@ -771,13 +772,24 @@ def _propagators(ctx: _Ctx) -> tuple[str, ...]:
             kept = tuple(n for n in asked if n not in missing and n != "none")
             ctx.env.degrade(
                 E.OTEL_PROPAGATORS,
-                ctx.env.raw(E.OTEL_PROPAGATORS),
+                requested,
                 f"{', '.join(missing)} not installed (pip install opentelemetry-propagator-<name>); "
                 f"using {','.join(kept) or 'none'}",
             )
             ctx.env_overrides[E.OTEL_PROPAGATORS] = ",".join(kept) or "none"
             return kept
     return tuple(n for n in asked if n != "none")
+
+
+def _requested_propagators(ctx: _Ctx) -> str | None:
+    """What the user asked for, when the start-up guard (``_guard``) already dropped uninstalled names."""
+    from floe_otel_distro._guard import REQUESTED, repaired
+
+    original = ctx.env.raw(REQUESTED)
+    if original is None:
+        return None
+    installed = frozenset(ref.name for ref in ctx.inputs.entry_points("opentelemetry_propagator"))
+    return original if repaired(original, installed) == ctx.env.raw(E.OTEL_PROPAGATORS) else None
 
 
 def _detectors(ctx: _Ctx) -> tuple[str, ...]:

@@ -1106,3 +1106,23 @@ def test_the_released_jaeger_plugin_is_adapted() -> None:
     assert plan.backend.shadows[0].startswith("floe-otel-distro")
     assert plan.signals["traces"].exporters[0].endpoint == "http://jaeger-collector:4317"
     assert any(r.dist == "floe-telemetry-jaeger" for r in installed_entry_points("floe.telemetry_backends"))
+
+
+def test_the_start_up_guard_drops_uninstalled_propagators_and_the_plan_reports_them() -> None:
+    """``_guard.repair`` fixes OTEL_PROPAGATORS before the API reads it; the plan names the original value."""
+    from floe_otel_distro import _guard
+
+    environ = {"OTEL_PROPAGATORS": "tracecontext,xray,b3"}
+    _guard.repair(environ)  # the real entry points: no xray, no b3 in this environment
+    assert environ["OTEL_PROPAGATORS"] == "tracecontext"
+    assert environ[_guard.REQUESTED] == "tracecontext,xray,b3"
+    # what the guard leaves where b3 is installed (the fake entry points of these tests provide it)
+    guarded = {"OTEL_PROPAGATORS": "tracecontext,b3", _guard.REQUESTED: "tracecontext,xray,b3"}
+    plan = plan_for({**PROD, **guarded})
+    assert [(p.where, p.value) for p in plan.problems] == [("OTEL_PROPAGATORS", "tracecontext,xray,b3")]
+    assert plan.propagators == ("tracecontext", "b3")
+    untouched = {"OTEL_PROPAGATORS": "tracecontext,baggage"}
+    _guard.repair(untouched)
+    assert untouched == {"OTEL_PROPAGATORS": "tracecontext,baggage"}
+    stale = plan_for({**PROD, "OTEL_PROPAGATORS": "baggage", _guard.REQUESTED: "tracecontext,xray"})
+    assert stale.problems == ()  # the user changed the variable since: the old request is not reported
