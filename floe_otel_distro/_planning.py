@@ -550,7 +550,7 @@ def _named_exporter(ctx: _Ctx, signal: str, var: str, name: str) -> tuple[Export
     return None, reason
 
 
-def _otlp(ctx: _Ctx, signal: str, backend: BackendPlan) -> tuple[ExporterPlan | None, str | None]:
+def _otlp(ctx: _Ctx, signal: str, backend: BackendPlan) -> tuple[ExporterPlan | None, str | None]:  # noqa: PLR0912 - the spec's rules, in order
     env = ctx.env
     per_signal = E.signal_var("OTEL_EXPORTER_OTLP_{SIGNAL}_ENDPOINT", signal)
     url, where = env.raw(per_signal), per_signal
