@@ -18,7 +18,10 @@ class LazyLogExporter(_Lazy, LogRecordExporter):
 
     def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
         result: LogRecordExportResult = self._send(
-            lambda inner: inner.export(batch), LogRecordExportResult.SUCCESS, LogRecordExportResult.FAILURE
+            lambda inner: inner.export(batch),
+            LogRecordExportResult.SUCCESS,
+            LogRecordExportResult.FAILURE,
+            len(batch),
         )
         return result
 

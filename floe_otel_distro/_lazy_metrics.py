@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from opentelemetry.sdk.metrics.export import (
@@ -12,6 +12,7 @@ from opentelemetry.sdk.metrics.export import (
     MetricsData,
 )
 
+from floe_otel_distro.delivery import count_items
 from floe_otel_distro.exporters import _Lazy
 
 
@@ -59,9 +60,11 @@ class LazyMetricExporter(_Lazy, MetricExporter):
         endpoint: str,
         factory: Callable[[], Any],
         temporality: dict[type, AggregationTemporality],
+        *,
         target: str = "",
+        secrets: Sequence[str] = (),
     ) -> None:
-        _Lazy.__init__(self, signal, endpoint, factory, target)
+        _Lazy.__init__(self, signal, endpoint, factory, target, secrets)
         MetricExporter.__init__(self, preferred_temporality=temporality)
 
     def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
@@ -71,6 +74,7 @@ class LazyMetricExporter(_Lazy, MetricExporter):
             lambda inner: inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs),
             MetricExportResult.SUCCESS,
             MetricExportResult.FAILURE,
+            count_items("metrics", metrics_data),
         )
         return result
 

@@ -1,4 +1,4 @@
-"""Exporter wrapping: lazy OTLP import, throttled failure warnings, and abort on a shutdown deadline.
+"""Exporter wrapping: lazy OTLP import, loss accounting with the real cause, and abort on a shutdown deadline.
 
 The OTLP stack (protobuf, requests/grpc) costs ~120 ms to import, so the real exporter is built on
 the first export, which runs on the batch processor's worker thread, never on the app's main thread.
@@ -7,14 +7,17 @@ retry give up, so exit is bounded when the collector is unreachable (see ``lifec
 ``abort_unreachable()`` probes the collector at exit (one TCP connect) so a job whose collector is down
 does not spend its exit budget on retries. ``reset_after_fork()`` drops the parent's connections in a
 forked child (a socket shared by two processes corrupts both streams).
+
+Every failed export is counted (items per batch) with what actually happened (HTTP status, gRPC
+status, refused, timeout, ...) in ``delivery``'s ledger: one throttled line while the program runs,
+one count line per collector at exit. ``settle_pending()`` adds what the exit budget cut off.
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
+import errno
 import socket
-import sys
 import threading
 import time
 import weakref
@@ -24,39 +27,28 @@ from urllib.parse import urlsplit
 
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from floe_otel_distro import delivery
+
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import ReadableSpan
 
     from floe_otel_distro.plan import ExporterPlan
 
 _live: weakref.WeakSet[_Lazy] = weakref.WeakSet()
-_WARN_EVERY_S = 60.0
-_warn_lock = threading.Lock()
-_last_warning = 0.0
-_suppressed = 0
-
-
-def _warn_export_failure(signal: str, endpoint: str) -> None:
-    """At most one stderr line a minute while exports fail (instead of a retry flood)."""
-    global _last_warning, _suppressed
-    with _warn_lock:
-        now = time.monotonic()
-        if _last_warning and now - _last_warning < _WARN_EVERY_S:
-            _suppressed += 1
-            return
-        extra = f" ({_suppressed} more failures since the last warning)" if _suppressed else ""
-        _last_warning, _suppressed = now, 0
-    with contextlib.suppress(Exception):
-        sys.stderr.write(
-            f"floe-otel: collector {endpoint} unreachable or refusing {signal}{extra}; telemetry is dropped "
-            "meanwhile (check OTEL_EXPORTER_OTLP_ENDPOINT, the collector, and its credentials)\n"
-        )
+_HTTP_CREDENTIAL_PROVIDER = "OTEL_PYTHON_EXPORTER_OTLP_HTTP"  # upstream's ..._CREDENTIAL_PROVIDER variables
 
 
 class _Lazy:
-    """Holds the factory and the real exporter once built."""
+    """Holds the factory and the real exporter once built; counts what failed exports lose (``delivery``)."""
 
-    def __init__(self, signal: str, endpoint: str, factory: Callable[[], Any], target: str = "") -> None:
+    def __init__(
+        self,
+        signal: str,
+        endpoint: str,
+        factory: Callable[[], Any],
+        target: str = "",
+        secrets: Sequence[str] = (),
+    ) -> None:
         self._signal = signal
         self._endpoint = endpoint  # redacted, for messages
         self._target = target  # the real URL, for the reachability probe
@@ -64,8 +56,17 @@ class _Lazy:
         self._inner: Any = None
         self._lock = threading.Lock()
         self._aborted = False
+        self._abort_cause: str | None = None
+        self._outcome = delivery.Outcome(secrets=tuple(s for s in secrets if len(s) >= 4), give_up=self._give_up)
+        self._pending = 0  # items handed to the running export call, not yet settled
+        self._pending_lock = threading.Lock()
+        self._last_cause: str | None = None
         self.healthy: bool | None = None  # last export succeeded (None: nothing exported yet)
         _live.add(self)
+
+    @property
+    def _url(self) -> str:
+        return self._target or self._endpoint
 
     def _get(self) -> Any:
         if self._inner is None:
@@ -74,33 +75,80 @@ class _Lazy:
                     self._inner = self._factory()
         return self._inner
 
-    def _send(self, send: Callable[[Any], Any], success: Any, failure: Any) -> Any:
-        """Build the real exporter if needed, call ``send(inner)``, track health; fail fast once aborted."""
+    def _send(self, send: Callable[[Any], Any], success: Any, failure: Any, count: int) -> Any:
+        """Build the real exporter if needed, call ``send(inner)``; a failure is counted with its cause."""
         if self._aborted:
+            self._lost(count, self._abort_cause or "export aborted: the exit budget ran out")
             return failure
         inner = self._get()
         if self._aborted:
+            self._lost(count, self._abort_cause or "export aborted: the exit budget ran out")
             return failure
-        result = send(inner)
+        outcome = self._outcome
+        outcome.reset()
+        with self._pending_lock:
+            self._pending = count
+        try:
+            with delivery.exporting(outcome):
+                result = send(inner)
+        except Exception as exc:  # the SDK would log and drop the batch: count it with the exception
+            outcome.cause = outcome.cause or f"{type(exc).__name__} in the exporter (please report this)"
+            result = failure
+        with self._pending_lock:
+            count, self._pending = self._pending, 0  # 0 if report_at_exit already counted this batch
         if result is success:
             self.healthy = True
-        elif not self._aborted:
-            self._failed()
+            return result
+        self.healthy = False
+        cause = outcome.cause or self._abort_cause or "the exporter reported a failure without a cause"
+        self._last_cause = cause
+        if count:
+            delivery.record_loss(self._signal, self._url, count, cause)
+            delivery.warn_failure(self._signal, self._url, cause)
         return result
 
-    def _failed(self) -> None:
+    def _lost(self, count: int, cause: str) -> None:
         self.healthy = False
-        _warn_export_failure(self._signal, self._endpoint)
+        delivery.record_loss(self._signal, self._url, count, cause)
+
+    def _settle(self, queued: int) -> None:
+        """At exit, after the final flush: count the batch still in flight and the items still queued."""
+        with self._pending_lock:
+            in_flight, self._pending = self._pending, 0
+        outcome = self._outcome
+        if in_flight:
+            cause = outcome.cause
+            if cause is None and outcome.request_since is not None:
+                waited = time.monotonic() - outcome.request_since
+                cause = (f"timeout: the collector accepted the connection but did not answer within {waited:.1f} s "
+                         "(the exit budget, FLOE_SHUTDOWN_TIMEOUT, ran out)")
+            cause = cause or self._abort_cause or "the exit budget (FLOE_SHUTDOWN_TIMEOUT) ran out during the export"
+            delivery.record_loss(self._signal, self._url, in_flight, cause)
+            self._last_cause = cause
+        if queued:
+            cause = self._last_cause or self._abort_cause or (
+                "still queued when the exit budget (FLOE_SHUTDOWN_TIMEOUT) ran out")
+            delivery.record_loss(self._signal, self._url, queued, cause)
+
+    def _give_up(self) -> None:
+        """The collector asked for a wait longer than the exit budget has left: stop now (``delivery``)."""
+        self.abort(self._outcome.cause)
 
     def _after_fork_in_child(self) -> None:
         # The parent's exporter (and its pooled sockets / gRPC channel) stays the parent's: build anew.
         self._inner = None
         self._lock = threading.Lock()
+        self._pending_lock = threading.Lock()
+        self._pending = 0
         self._aborted = False
+        self._abort_cause = None
+        self._last_cause = None
         self.healthy = None
 
-    def abort(self) -> None:
-        """Stop retrying now: later exports fail fast."""
+    def abort(self, cause: str | None = None) -> None:
+        """Stop retrying now: later exports fail fast (and are counted with ``cause``)."""
+        if cause and not self._abort_cause:
+            self._abort_cause = cause
         self._aborted = True
         inner = self._inner
         if inner is not None:
@@ -117,7 +165,7 @@ class LazySpanExporter(_Lazy, SpanExporter):
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         result: SpanExportResult = self._send(
-            lambda inner: inner.export(spans), SpanExportResult.SUCCESS, SpanExportResult.FAILURE
+            lambda inner: inner.export(spans), SpanExportResult.SUCCESS, SpanExportResult.FAILURE, len(spans)
         )
         return result
 
@@ -128,12 +176,6 @@ class LazySpanExporter(_Lazy, SpanExporter):
         return True
 
 
-def _quiet_upstream_retry_logs() -> None:
-    # The OTLP exporters log every retry at WARNING; we report failures ourselves, throttled.
-    for name in ("opentelemetry.exporter.otlp", "opentelemetry.exporter.otlp.common"):
-        logging.getLogger(name).setLevel(logging.CRITICAL)
-
-
 def otlp_exporter(signal: str, spec: ExporterPlan, temporality_preference: str = "cumulative") -> _Lazy:
     """A lazy OTLP exporter for ``signal`` as the plan describes it (protocol, endpoint, headers, timeout)."""
     endpoint = spec.endpoint or ""
@@ -142,8 +184,22 @@ def otlp_exporter(signal: str, spec: ExporterPlan, temporality_preference: str =
     grpc = spec.protocol == "grpc"
     insecure = spec.insecure
 
+    def session() -> Any:
+        # Our requests.Session records each response / exception for the loss line (``delivery``). A
+        # credential-provider session named by upstream's *_CREDENTIAL_PROVIDER variable wins over it.
+        import os
+
+        if any(k.startswith(_HTTP_CREDENTIAL_PROVIDER) and k.endswith("CREDENTIAL_PROVIDER") for k in os.environ):
+            return None
+        return delivery.recording_session()
+
     def build() -> Any:
-        _quiet_upstream_retry_logs()
+        try:
+            return _build()
+        finally:
+            delivery.install_capture()  # the exporter modules (and their loggers) exist now
+
+    def _build() -> Any:
         # Modules requests/urllib3 would otherwise import lazily during the first export: an import in
         # flight on the batch thread when the process forks leaves that module's import lock held in
         # the child forever (its own exports then hang). Importing them here, under the lock that
@@ -166,28 +222,34 @@ def otlp_exporter(signal: str, spec: ExporterPlan, temporality_preference: str =
         if signal == "traces":
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as H
 
-            return H(endpoint=endpoint, headers=headers, timeout=timeout)
+            return H(endpoint=endpoint, headers=headers, timeout=timeout, session=session())
         if signal == "metrics":
             from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as HM
 
-            return HM(endpoint=endpoint, headers=headers, timeout=timeout,
+            return HM(endpoint=endpoint, headers=headers, timeout=timeout, session=session(),
                       preferred_temporality=temporality_of(temporality_preference))
         from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter as HL
 
-        return HL(endpoint=endpoint, headers=headers, timeout=timeout)
+        return HL(endpoint=endpoint, headers=headers, timeout=timeout, session=session())
 
     from floe_otel_distro.redaction import redact_url
 
     shown = redact_url(endpoint)
+    secrets = tuple((headers or {}).values())
+    lazy: _Lazy
     if signal == "traces":
-        return LazySpanExporter(signal, shown, build, endpoint)
-    if signal == "metrics":
+        lazy = LazySpanExporter(signal, shown, build, endpoint, secrets)
+    elif signal == "metrics":
         from floe_otel_distro._lazy_metrics import LazyMetricExporter
 
-        return LazyMetricExporter(signal, shown, build, temporality_of(temporality_preference), endpoint)
-    from floe_otel_distro._lazy_logs import LazyLogExporter
+        lazy = LazyMetricExporter(
+            signal, shown, build, temporality_of(temporality_preference), target=endpoint, secrets=secrets
+        )
+    else:
+        from floe_otel_distro._lazy_logs import LazyLogExporter
 
-    return LazyLogExporter(signal, shown, build, endpoint)
+        lazy = LazyLogExporter(signal, shown, build, endpoint, secrets)
+    return lazy
 
 
 def temporality_of(preference: str) -> dict[type, Any]:
@@ -212,36 +274,59 @@ def _address(url: str) -> tuple[str, int] | None:
     return (parts.hostname, port) if parts.hostname else None
 
 
-def reachable(url: str, timeout_s: float) -> bool:
-    """Whether a TCP connection to ``url``'s host:port opens within ``timeout_s`` (unparsable: assume yes)."""
+def unreachable_cause(url: str, timeout_s: float) -> str | None:
+    """Why a TCP connection to ``url``'s host:port does not open within ``timeout_s`` (None: it opens)."""
     address = _address(url)
     if address is None:
-        return True
+        return None
     try:
         with socket.create_connection(address, timeout=max(timeout_s, 0.01)):
-            return True
-    except OSError:
-        return False
+            return None
+    except ConnectionRefusedError:
+        return delivery.REFUSED
+    except TimeoutError:
+        return f"timeout: the connection was not accepted within {timeout_s:g} s (collector unreachable)"
+    except socket.gaierror:
+        return "DNS failure: the collector's host name could not be resolved"
+    except OSError as exc:
+        return f"collector unreachable ({errno.errorcode.get(exc.errno or 0, type(exc).__name__)})"
+
+
+def reachable(url: str, timeout_s: float) -> bool:
+    """Whether a TCP connection to ``url``'s host:port opens within ``timeout_s`` (unparsable: assume yes)."""
+    return unreachable_cause(url, timeout_s) is None
 
 
 def abort_unreachable(timeout_s: float) -> int:
     """At exit: abort the exporters whose collector does not accept a connection; returns how many.
 
-    Each distinct host:port is probed once (one TCP connect, ~0.1 ms on a local network).
+    Each distinct host:port is probed once (one TCP connect, ~0.1 ms on a local network). Nothing is
+    printed here: what the aborted exporters then fail to send is counted with the probe's cause and
+    reported by ``delivery.report_at_exit`` (a process that had nothing to send prints nothing).
     """
-    verdict: dict[tuple[str, int] | None, bool] = {}
+    verdict: dict[tuple[str, int] | None, str | None] = {}
     aborted = 0
     for exporter in list(_live):
         if exporter._aborted or not exporter._target:
             continue
         address = _address(exporter._target)
         if address not in verdict:
-            verdict[address] = reachable(exporter._target, timeout_s)
-        if not verdict[address]:
-            exporter._failed()  # throttled: one line however many exporters share the collector
-            exporter.abort()
+            verdict[address] = unreachable_cause(exporter._target, timeout_s)
+        cause = verdict[address]
+        if cause is not None:
+            exporter.abort(cause)
             aborted += 1
     return aborted
+
+
+def settle_pending() -> None:
+    """At exit, after the final flush: count every exporter's batch in flight and its still-queued items."""
+    from floe_otel_distro import lifecycle
+
+    providers = list(lifecycle._providers)
+    for exporter in list(_live):
+        with contextlib.suppress(Exception):
+            exporter._settle(delivery.queued(exporter, providers))
 
 
 _held_across_fork: list[threading.Lock] = []
@@ -268,8 +353,7 @@ def after_fork_in_parent() -> None:
 
 def reset_after_fork() -> None:
     """In a forked child: forget the parent's exporter connections and locks (see ``lifecycle``)."""
-    global _warn_lock
-    _warn_lock = threading.Lock()
+    delivery.reset()  # the parent reports its own losses
     _held_across_fork.clear()  # the child's exporters get new locks below
     for exporter in list(_live):
         exporter._after_fork_in_child()

@@ -3,7 +3,9 @@
 - exit (``atexit``): flush and shut down every provider within ``shutdown_timeout_s`` (default 2 s).
   The collector is probed first (one TCP connect): when it is down the exporters are aborted at once,
   so a job exits in its normal time (+ a few ms), not after the exporters' retry back-off. Whatever
-  still runs when the budget is spent is aborted; exit never waits longer than the budget.
+  still runs when the budget is spent is aborted; exit never waits longer than the budget. Then
+  ``delivery.report_at_exit`` prints one line per collector that lost telemetry (count and cause),
+  counting the batches in flight and the items still queued; nothing when nothing was lost.
 - signals: the ``floe_signals`` instrumentor (:mod:`floe_otel_distro.instrumentation.signals`) owns the
   SIGTERM/SIGINT/SIGHUP handlers; they call :func:`flush` (the program handles the signal) or
   :func:`finish_exit_flush` (the process is about to die of it).
@@ -46,6 +48,10 @@ def _work(shutdown: bool, deadline: float) -> None:
     def remaining_ms() -> int:
         return max(int((deadline - time.monotonic()) * 1000), 0)
 
+    if shutdown:
+        from floe_otel_distro import delivery
+
+        delivery.begin_exit(deadline)  # Retry-After beyond this is not waited for; no throttled lines now
     with contextlib.suppress(Exception):
         from floe_otel_distro.exporters import abort_unreachable
 
@@ -83,9 +89,11 @@ def flush(budget_s: float | None = None, *, shutdown: bool = False) -> bool:
     except RuntimeError:  # the interpreter is finalizing and refuses new threads: flush inline
         _inflight = None
         _work(shutdown, deadline)
+        _report(shutdown)
         return True
     worker.join(budget)
     if not worker.is_alive():
+        _report(shutdown)
         return True
     from floe_otel_distro.exporters import abort_all
 
@@ -97,7 +105,17 @@ def flush(budget_s: float | None = None, *, shutdown: bool = False) -> bool:
         faulthandler.dump_traceback(all_threads=True)
     abort_all()
     worker.join(_GRACE_S)
+    _report(shutdown)
     return False
+
+
+def _report(final: bool) -> None:
+    """After the final flush: one line per collector with losses (``delivery``); nothing otherwise."""
+    if final:
+        with contextlib.suppress(Exception):
+            from floe_otel_distro import delivery
+
+            delivery.report_at_exit()
 
 
 def wait_for_inflight_flush() -> None:
@@ -224,3 +242,6 @@ def reset() -> None:
     _inflight = None
     _budget_s = DEFAULT_SHUTDOWN_TIMEOUT_S
     _providers.clear()
+    from floe_otel_distro import delivery
+
+    delivery.reset()

@@ -18,7 +18,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from floe_otel_distro import exporters, lifecycle
+from floe_otel_distro import delivery, exporters, lifecycle
 from floe_otel_distro._lazy_logs import LazyLogExporter
 
 
@@ -156,7 +156,7 @@ def _listening() -> tuple[socket.socket, int]:
 
 
 def test_abort_unreachable_aborts_only_exporters_whose_collector_is_down(capsys: pytest.CaptureFixture[str]) -> None:
-    """The exit probe aborts exporters aimed at a closed port (one warning) and keeps the reachable ones."""
+    """The exit probe aborts exporters aimed at a closed port (no line by itself) and keeps the reachable ones."""
     server, up_port = _listening()
     down_sock, down_port = _listening()
     down_sock.close()
@@ -164,13 +164,71 @@ def test_abort_unreachable_aborts_only_exporters_whose_collector_is_down(capsys:
         up = exporters.LazySpanExporter("traces", "up", lambda: None, f"http://127.0.0.1:{up_port}/v1/traces")
         down = exporters.LazySpanExporter("traces", "down", lambda: None, f"http://127.0.0.1:{down_port}/v1/traces")
         down_logs = LazyLogExporter("logs", "down", lambda: None, f"http://127.0.0.1:{down_port}/v1/logs")
-        saved = exporters._last_warning
-        exporters._last_warning = 0.0
         assert exporters.abort_unreachable(0.5) >= 2
         assert down._aborted and down_logs._aborted and not up._aborted
-        assert capsys.readouterr().err.count("floe-otel:") == 1
-        exporters._last_warning = saved
+        assert "floe-otel:" not in capsys.readouterr().err  # nothing was pending: nothing to report
+        assert down._abort_cause is not None and "refused" in down._abort_cause
     finally:
+        server.close()
+
+
+def test_collector_down_at_exit_reports_one_count_line_with_the_cause(capsys: pytest.CaptureFixture[str]) -> None:
+    """Spans still queued at exit with the collector down: one line with the count and "connection refused"."""
+    down_sock, down_port = _listening()
+    down_sock.close()
+    url = f"http://127.0.0.1:{down_port}/v1/traces"
+    lazy = exporters.LazySpanExporter("traces", url, lambda: pytest.fail("never built: aborted first"), url)
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(BatchSpanProcessor(lazy, schedule_delay_millis=60_000))
+    lifecycle.install([provider], 2.0)
+    _end(provider, 7)
+    started = time.monotonic()
+    lifecycle.flush_and_shutdown()
+    assert time.monotonic() - started < 1
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("floe-otel:")]
+    assert lines == [f"floe-otel: 7 spans not delivered to http://127.0.0.1:{down_port}: {delivery.REFUSED}"]
+
+
+def test_no_line_at_exit_when_nothing_was_sent(capsys: pytest.CaptureFixture[str]) -> None:
+    """A no-op process (nothing ended) with the collector down prints nothing at exit."""
+    down_sock, down_port = _listening()
+    down_sock.close()
+    url = f"http://127.0.0.1:{down_port}/v1/traces"
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(BatchSpanProcessor(exporters.LazySpanExporter("traces", url, lambda: None, url)))
+    lifecycle.install([provider], 2.0)
+    lifecycle.flush_and_shutdown()
+    assert capsys.readouterr().err == ""
+
+
+def test_items_cut_off_by_the_budget_are_counted(capsys: pytest.CaptureFixture[str]) -> None:
+    """A stuck export at exit: the batch in flight and what is still queued are counted in the one line."""
+    server, port = _listening()  # accepts connections, never answers
+    url = f"http://127.0.0.1:{port}/v1/traces"
+    release = threading.Event()
+
+    class _Hanging:
+        def export(self, spans: object) -> object:
+            release.wait(10)
+            from opentelemetry.sdk.trace.export import SpanExportResult
+
+            return SpanExportResult.FAILURE
+
+        def shutdown(self) -> None:
+            release.set()
+
+    lazy = exporters.LazySpanExporter("traces", url, _Hanging, url)
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(BatchSpanProcessor(lazy, schedule_delay_millis=60_000, max_export_batch_size=4))
+    try:
+        lifecycle.install([provider], 0.5)
+        _end(provider, 10)
+        lifecycle.flush_and_shutdown()
+        err = capsys.readouterr().err
+        assert err.count("floe-otel:") == 1
+        assert f"floe-otel: 10 spans not delivered to http://127.0.0.1:{port}: " in err
+    finally:
+        release.set()
         server.close()
 
 
