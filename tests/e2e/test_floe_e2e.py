@@ -202,7 +202,9 @@ def test_d_compiled_artifacts_drive_dbt_over_grpc(collector: Collector, tmp_path
 def test_e_floe_cli_under_the_distro(collector: Collector, tmp_path: Path) -> None:
     """floe's CLI calls ensure_telemetry_initialized(): no Overriding line, its compile.* spans arrive here."""
     _product(tmp_path, None)
-    env = instrumented_env(endpoint=collector.grpc_endpoint, FLOE_NAMESPACE="sales", **FAST)
+    env = instrumented_env(
+        endpoint=collector.grpc_endpoint, FLOE_NAMESPACE="sales", OTEL_TRACES_SAMPLER="always_on", **FAST
+    )
     env["OTEL_EXPORTER_OTLP_PROTOCOL"] = "grpc"
     proc = _compile(tmp_path, env, instrumented=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
