@@ -264,3 +264,20 @@ def test_g_floes_demo_manifest_delivers(tmp_path: Path) -> None:
         assert collector.wait_for(lambda c: bool(c.metrics()))
     finally:
         collector.stop()
+
+
+def test_e_floe_runtime_reuses_the_distro(collector: Collector, tmp_path: Path) -> None:
+    """ensure_telemetry_initialized + TelemetryProvider under the distro: one provider, nothing lost, no Overriding,
+    and floe's endpoint rewrite is undone (one line) so children export where this process does."""
+    env = instrumented_env(endpoint=collector.grpc_endpoint, OTEL_TRACES_SAMPLER="always_on", **FAST)
+    env["OTEL_EXPORTER_OTLP_PROTOCOL"] = "grpc"
+    proc = run_instrumented([sys.executable, str(APPS / "floe_runtime_app.py")], env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "Overriding" not in proc.stdout + proc.stderr
+    for marker in ("SAME-PROVIDER True", "ENDPOINT-RESTORED True", "STILL-SAME True", "FLOE-RUNTIME-APP ok"):
+        assert marker in proc.stdout, proc.stdout + proc.stderr
+    assert proc.stderr.count("was changed by floe's runtime") == 1, proc.stderr
+    wanted = {"floe_runtime_app.inside_provider", "floe_runtime_app.after_shutdown"}
+    assert collector.wait_for(lambda c: wanted <= _names(c)), proc.stderr
+    (span,) = [s for s in collector.spans() if s["name"] == "floe_runtime_app.inside_provider"]
+    assert span["attributes"]["floe.mode"] == "prod"
