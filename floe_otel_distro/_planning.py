@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 from floe_otel_distro import env as E
 from floe_otel_distro.backends import ENTRY_POINT_GROUP, candidates
@@ -707,29 +707,70 @@ def _compiled_auth(ctx: _Ctx) -> dict[str, str]:
 
 
 def _parse_headers(ctx: _Ctx, text: str, where: str) -> dict[str, str]:
-    """``name=value`` pairs (comma- or newline-separated, URL-encoded); bad entries dropped, never echoed."""
+    """``name=value`` pairs parsed exactly as the OTLP exporters parse them (``parse_env_headers``, liberal).
+
+    Entries the exporters would reject are left out and never echoed (upstream's own warning, which shows
+    the entry, is swallowed while we parse). An ``OTEL_*`` variable with such entries is rewritten for the
+    exporters (``env_overrides``) to the entries that are kept, so they never re-parse and echo it either.
+    The headers file (ours) may also separate entries by newlines.
+    """
+    import re
+
+    from opentelemetry.util.re import parse_env_headers
+
+    chunks = text.splitlines() if where == E.FLOE_OTLP_HEADERS_FILE else [text]
+    entries = [entry for chunk in chunks for entry in re.split(r"[ \t]*,[ \t]*", chunk) if entry.strip()]
     out: dict[str, str] = {}
     bad = 0
-    for raw in text.replace("\r\n", "\n").replace("\n", ",").split(","):
-        item = raw.strip()
-        if not item:
-            continue
-        key, sep, value = item.partition("=")
-        name = unquote(key).strip().lower()
-        value = unquote(value).strip()
-        if not sep or not name or not _token(name) or any(c in value for c in "\r\n\x00"):
-            bad += 1
-            continue
-        out[name] = value
+    with _swallowed("opentelemetry.util.re"):
+        for entry in entries:
+            parsed = dict(parse_env_headers(entry, liberal=True))
+            if not parsed or any(not _token(k) or any(c in v for c in "\r\n\x00") for k, v in parsed.items()):
+                bad += 1
+                continue
+            out.update(parsed)
+    if bad and where.startswith("OTEL_"):
+        from urllib.parse import quote
+
+        ctx.env_overrides[where] = ",".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in out.items())
     if bad and where not in ctx.reported:
         ctx.reported.add(where)
         ctx.problem(
             DEGRADED,
             where,
             "<redacted>",
-            f"{bad} entr{'y' if bad == 1 else 'ies'} not of the form name=value (values not shown); left out",
+            f"{bad} entr{'y' if bad == 1 else 'ies'} not of the form name=value with URL-encoded values "
+            "(values not shown); left out",
         )
     return out
+
+
+class _Swallow:
+    """A logging filter dropping the records of the thread that installed it."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.thread = threading.get_ident()
+
+    def filter(self, record: object) -> bool:
+        return getattr(record, "thread", None) != self.thread
+
+
+class _swallowed:
+    """Drop what ``logger`` logs from this thread inside the block (upstream warnings that echo secrets)."""
+
+    def __init__(self, logger: str) -> None:
+        import logging
+
+        self.logger = logging.getLogger(logger)
+        self.filter = _Swallow()
+
+    def __enter__(self) -> None:
+        self.logger.addFilter(self.filter)
+
+    def __exit__(self, *exc: object) -> None:
+        self.logger.removeFilter(self.filter)
 
 
 def _token(name: str) -> bool:

@@ -220,7 +220,9 @@ class Plan:
                 "metric_export_interval_ms": self.metric_export_interval_ms,
                 "shutdown_timeout_s": self.shutdown_timeout_s,
             },
-            "env_overrides": {k: redact_url(v) for k, v in self.env_overrides.items()},
+            "env_overrides": {
+                k: ("<redacted>" if "HEADERS" in k else redact_url(v)) for k, v in self.env_overrides.items()
+            },
             "sources": dict(self.sources),
             "problems": [asdict(p) for p in self.problems],
         }

@@ -35,11 +35,13 @@ def redact_url(url: str) -> str:
     if "@" in head:
         at = head.rfind("@")
         rest = "***@" + rest[at + 1 :]
+    rest, hash_, fragment = rest.partition("#")
     if "?" in rest:
         base, _, query = rest.partition("?")
-        query, hash_, fragment = query.partition("#")
         keys = [part.split("=", 1)[0] for part in query.split("&") if part]
-        rest = base + "?" + "&".join(f"{k}={REDACTED}" for k in keys) + (hash_ + fragment if fragment else "")
+        rest = base + "?" + "&".join(f"{k}={REDACTED}" for k in keys)
+    if hash_:
+        rest += "#" + (REDACTED if fragment else "")
     return scheme + rest
 
 
