@@ -429,8 +429,10 @@ def summary_lines() -> list[str]:
             for s in ("traces", "metrics", "logs")
             if (n := loss.counts.get(s, 0))
         )
-        causes = list(reversed(loss.causes))  # the latest first
-        cause = causes[0] + (f" (earlier: {'; '.join(causes[1:3])})" if len(causes) > 1 else "")
+        latest_first = list(reversed(loss.causes))
+        causes = [c for c in latest_first if not c.startswith("dropped because the batch queue")]
+        causes += [c for c in latest_first if c not in causes]  # the queue overflow is a consequence: last
+        cause = causes[0] + (f"; also: {'; '.join(causes[1:3])}" if len(causes) > 1 else "")
         lines.append(f"floe-otel: {counts} not delivered to {collector}: {cause}")
     return lines
 
@@ -459,16 +461,16 @@ def write(line: str) -> None:
         return
 
 
-def queued(exporter: object, providers: Sequence[Any]) -> int:
-    """Items still waiting in the SDK batch processors that feed ``exporter`` (0 if it cannot be known).
+def queues(exporter: object, providers: Sequence[Any]) -> list[Any]:
+    """The queues (deques) of the SDK batch processors that feed ``exporter`` (empty if it cannot be known).
 
     Private SDK names (1.45: ``BatchSpanProcessor._batch_processor._queue``/``._exporter``, the tracer
     provider's ``_active_span_processor._span_processors``, the logger provider's
     ``_multi_log_record_processor._log_record_processors``): there is no public queue length. Isolated
-    here, read only, and any change upstream makes this return 0 (the loss is then undercounted, never
-    a crash). Candidate for ``floe_otel_distro/_upstream.py``.
+    here, read only, and any change upstream makes this return nothing (the loss is then undercounted,
+    never a crash). Candidate for ``floe_otel_distro/_upstream.py``.
     """
-    total = 0
+    found: list[Any] = []
     for provider in providers:
         with contextlib.suppress(Exception):
             real = getattr(provider, "_real", None) or provider  # providers.Deferred*: the SDK provider
@@ -477,8 +479,48 @@ def queued(exporter: object, providers: Sequence[Any]) -> int:
             for processor in processors or ():
                 batch = getattr(processor, "_batch_processor", None)
                 if batch is not None and getattr(batch, "_exporter", None) is exporter:
-                    total += len(batch._queue)
-    return total
+                    found.append(batch._queue)
+    return found
+
+
+def queued(exporter: object, providers: Sequence[Any]) -> int:
+    """Items still waiting in the SDK batch processors that feed ``exporter``."""
+    return sum(len(q) for q in queues(exporter, providers))
+
+
+QUEUE_FULL = "dropped because the batch queue was full (max {size}: exports failing, or slower than the program)"
+_QUEUE_FULL_MSG = "Queue full, dropping %s."
+_QUEUE_SIGNAL = {"Span": "traces", "Log": "logs"}
+
+
+class QueueFullFilter(logging.Filter):
+    """On the SDK batch processor's logger: each "Queue full, dropping Span." is one lost item, counted.
+
+    The record itself is then dropped (our lines count and explain it; upstream only de-duplicates it
+    per 20 s), unless the user set that logger to DEBUG. Every other record passes.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg != _QUEUE_FULL_MSG:
+            return True
+        with contextlib.suppress(Exception):
+            args = record.args if isinstance(record.args, tuple) else ()
+            signal = _QUEUE_SIGNAL.get(str(args[0]) if args else "")
+            if signal is not None:
+                from floe_otel_distro.exporters import queue_full_drop
+
+                queue_full_drop(signal)
+        return logging.getLogger(record.name).getEffectiveLevel() <= logging.DEBUG
+
+
+_QUEUE_FILTER = QueueFullFilter()
+
+
+def watch_queues() -> None:
+    """Count items the SDK's batch processors drop on a full queue (idempotent; no SDK import)."""
+    logger = logging.getLogger("opentelemetry.sdk._shared_internal")
+    if _QUEUE_FILTER not in logger.filters:
+        logger.filters.insert(0, _QUEUE_FILTER)  # before upstream's DuplicateFilter: see every drop
 
 
 def reset() -> None:

@@ -63,6 +63,7 @@ class _Lazy:
         self._last_cause: str | None = None
         self.healthy: bool | None = None  # last export succeeded (None: nothing exported yet)
         _live.add(self)
+        delivery.watch_queues()
 
     @property
     def _url(self) -> str:
@@ -317,6 +318,20 @@ def abort_unreachable(timeout_s: float) -> int:
             exporter.abort(cause)
             aborted += 1
     return aborted
+
+
+def queue_full_drop(signal: str) -> None:
+    """The SDK dropped one ``signal`` item on a full batch queue: count it for the exporter whose queue is full."""
+    from floe_otel_distro import lifecycle
+
+    candidates = [e for e in list(_live) if e._signal == signal]
+    for exporter in candidates:
+        for queue in delivery.queues(exporter, list(lifecycle._providers)):
+            if queue.maxlen is not None and len(queue) >= queue.maxlen:
+                exporter._lost(1, delivery.QUEUE_FULL.format(size=queue.maxlen))
+                return
+    if candidates:  # the queue could not be found (upstream changed): still count it, for one of them
+        candidates[0]._lost(1, delivery.QUEUE_FULL.format(size="?"))
 
 
 def settle_pending() -> None:
