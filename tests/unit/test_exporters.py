@@ -1,9 +1,11 @@
-"""Lazy exporters: the OTLP stack is built on the first real export only."""
+"""Lazy exporters: the OTLP stack is built on the first real export only; how it is wired for loss accounting."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader, MetricExportResult, MetricsData
 
@@ -47,3 +49,43 @@ def test_empty_metrics_build_nothing_and_send_nothing() -> None:
     assert built == []
     assert lazy.export(_collect(record=True)) is MetricExportResult.SUCCESS
     assert len(built) == 1 and len(built[0].exported) == 1
+
+
+def test_http_exporter_gets_the_recording_session_unless_a_credential_provider_is_named(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The OTLP/HTTP exporter is built with our recording session; upstream's credential provider wins over it."""
+    from floe_otel_distro import delivery, exporters
+    from floe_otel_distro.plan import ExporterPlan
+
+    spec = ExporterPlan(kind="otlp", protocol="http/protobuf", endpoint="http://127.0.0.1:1/v1/traces")
+    inner = exporters.otlp_exporter("traces", spec)._get()
+    session = inner._client._transport._session
+    assert type(session).__name__ == "RecordingSession"
+    assert any(isinstance(f, delivery.CaptureFilter)
+               for f in logging.getLogger("opentelemetry.exporter.otlp.proto.http.trace_exporter").filters)
+    monkeypatch.setenv("OTEL_PYTHON_EXPORTER_OTLP_HTTP_TRACES_CREDENTIAL_PROVIDER", "nope")
+    with pytest.raises(RuntimeError, match="nope"):  # upstream looked for the named provider: not ours
+        exporters.otlp_exporter("traces", spec)._get()
+
+
+def test_a_failing_build_or_export_is_counted_not_raised() -> None:
+    """An exception inside the exporter is a failed export, counted with the exception's type."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SpanExportResult
+
+    from floe_otel_distro import delivery, exporters
+
+    class _Broken:
+        def export(self, spans: Any) -> Any:
+            raise KeyError("boom")
+
+    delivery.reset()
+    lazy = exporters.LazySpanExporter("traces", "u", _Broken, "http://c:4318/v1/traces")
+    span = TracerProvider().get_tracer("t").start_span("s")
+    span.end()
+    assert lazy.export([span]) is SpanExportResult.FAILURE  # type: ignore[list-item]
+    assert delivery.summary_lines() == [
+        "floe-otel: 1 span not delivered to http://c:4318: KeyError in the exporter (please report this)"
+    ]
+    delivery.reset()
