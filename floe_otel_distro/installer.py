@@ -205,7 +205,20 @@ def step_commit(plan: Plan, done: Installed, environ: MutableMapping[str, str]) 
         done.committed.append("logger provider")
     if done.handler is not None:
         logging.getLogger().addHandler(done.handler)
+    _quiet_transports()
     done.context_token = propagation.attach_startup_context(environ, plan.baggage)
+
+
+def _quiet_transports() -> None:
+    """Transports' records on export threads never reach a handler (see ``log_handler._NotFromExports``):
+    the loggers that exist now, and those the exporters create when they import their stack."""
+    import wrapt
+
+    from floe_otel_distro.log_handler import TRANSPORTS, quiet_transports_on_export_threads
+
+    quiet_transports_on_export_threads()
+    for name in TRANSPORTS:
+        wrapt.register_post_import_hook(lambda _module: quiet_transports_on_export_threads(), name)
 
 
 def step_lifecycle(plan: Plan, done: Installed) -> None:
@@ -223,6 +236,10 @@ def undo(done: Installed, environ: MutableMapping[str, str]) -> None:
     if done.handler is not None:
         with contextlib.suppress(Exception):
             logging.getLogger().removeHandler(done.handler)
+    with contextlib.suppress(Exception):
+        from floe_otel_distro.log_handler import release_transports
+
+        release_transports()
     if done.context_token is not None:
         from floe_otel_distro import propagation
 

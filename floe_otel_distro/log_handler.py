@@ -20,7 +20,6 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
-
 # Records from these loggers are never exported: the SDK and the distro themselves, and the exporters'
 # transports. Exporting them would feed telemetry's own troubles back into telemetry (a retry warning
 # exported through the failing exporter, a debug line per export request, the launcher's own warnings).
@@ -29,6 +28,50 @@ NOT_EXPORTED = ("opentelemetry", "floe_otel_distro", "urllib3", "requests", "grp
 
 def _not_exported(name: str) -> bool:
     return any(name == prefix or name.startswith(prefix + ".") for prefix in NOT_EXPORTED)
+
+
+# The threads that run exports: the SDK's batch processors and metric reader, and the distro's exit flush.
+EXPORT_THREADS = ("OtelBatch", "OtelPeriodicExportingMetricReader", "floe-otel-flush")
+# The exporters' transports: what they log while exporting is telemetry's own business.
+TRANSPORTS = ("urllib3", "requests", "charset_normalizer", "grpc")
+
+
+def on_export_thread() -> bool:
+    """Whether the current thread is one of the export threads."""
+    return threading.current_thread().name.startswith(EXPORT_THREADS)
+
+
+class _NotFromExports(logging.Filter):
+    """Drops what a transport logs on an export thread, before any handler — the application's too — sees it.
+
+    Without it an application handler that reacts to records (opens a span per record, ships DEBUG logs)
+    turns every export into the next one: urllib3's "POST /v1/traces" line becomes a span, which is
+    exported, which logs the line again (measured: 1,139 spans in 3 s from one log line).
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.threadName or not record.threadName.startswith(EXPORT_THREADS)
+
+
+_FILTER = _NotFromExports()
+
+
+def quiet_transports_on_export_threads() -> None:
+    """Put the filter on every transport logger that exists now (idempotent; call again after imports)."""
+    for name, logger in list(logging.Logger.manager.loggerDict.items()):
+        transport = any(name == t or name.startswith(t + ".") for t in TRANSPORTS)
+        if transport and isinstance(logger, logging.Logger) and _FILTER not in logger.filters:
+            logger.addFilter(_FILTER)
+
+
+def release_transports() -> None:
+    """Take the filter off again (the installer's undo; tests)."""
+    for logger in list(logging.Logger.manager.loggerDict.values()):
+        if isinstance(logger, logging.Logger) and _FILTER in logger.filters:
+            logger.removeFilter(_FILTER)
+
+
+_emitting = threading.local()  # a record logged while this thread exports one: dropped, never recursed into
 
 
 class FloeLoggingHandler(logging.Handler):
@@ -54,8 +97,17 @@ class FloeLoggingHandler(logging.Handler):
         return inner
 
     def emit(self, record: logging.LogRecord) -> None:
-        if not _not_exported(record.name):
-            self._sdk_handler().emit(record)
+        if _not_exported(record.name) or on_export_thread() or getattr(_emitting, "active", False):
+            pass  # ours, the SDK's, a transport's, or created while exporting / emitting: never exported
+        else:
+            _emitting.active = True
+            try:
+                self._sdk_handler().emit(record)
+            except Exception:  # nothing the handler does may raise into the application
+                _emitting.active = False
+                return
+            finally:
+                _emitting.active = False
         last = logging.lastResort
         if last is not None and record.levelno >= last.level and self._only_handler_for(record):
             last.handle(record)
