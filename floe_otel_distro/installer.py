@@ -35,6 +35,7 @@ class Installed:
     handler: logging.Handler | None = None
     env_before: dict[str, str | None] = field(default_factory=dict)
     context_token: object | None = None
+    previous_textmap: Any = None
     committed: list[str] = field(default_factory=list)
 
 
@@ -180,6 +181,7 @@ def step_propagators(plan: Plan, done: Installed, was_imported: bool) -> None:
     if was_imported:  # imported before the environment was corrected: rebuild from it now
         from floe_otel_distro._upstream import propagator_from_environ
 
+        done.previous_textmap = propagate.get_global_textmap()
         propagate.set_global_textmap(propagator_from_environ())
     _ = propagate.get_global_textmap()
 
@@ -248,6 +250,10 @@ def undo(done: Installed, environ: MutableMapping[str, str]) -> None:
     if done.committed:
         with contextlib.suppress(Exception):
             _upstream.reset_global_providers()
+    if done.previous_textmap is not None:
+        from opentelemetry import propagate
+
+        propagate.set_global_textmap(done.previous_textmap)
     with contextlib.suppress(Exception):
         from floe_otel_distro import lifecycle
 

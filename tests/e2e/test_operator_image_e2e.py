@@ -1,7 +1,8 @@
 """The operator image layout, tested without Docker: build its glibc tree with pip, run a pod the operator's way.
 
 ``k8s/image/Dockerfile`` builds ``/autoinstrumentation`` with
-``pip install --target /autoinstrumentation /src -r requirements.txt``. This test runs the same command
+``pip install --target /autoinstrumentation -r requirements.txt`` then ``pip install --no-deps --target
+/autoinstrumentation /src``. This test runs the same commands
 (on the sources the Dockerfile copies into ``/src``) into a cache directory keyed by the hash of those
 inputs and the Python version, then runs the example Job of k8s/operator/example-job.yaml exactly as
 the OpenTelemetry Operator would after injecting Instrumentation ``floe`` (k8s/operator/instrumentation.yaml):
@@ -76,12 +77,11 @@ def autoinstrumentation_tree() -> Path:
             else:
                 (src / dst).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(path, src / dst)
-        result = subprocess.run(
-            [sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "--target",
-             str(work / "autoinstrumentation"), str(src), "-r", str(IMAGE / "requirements.txt")],
-            capture_output=True, text=True, timeout=600, check=False,
-        )
-        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        pip = [sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "--target",
+               str(work / "autoinstrumentation")]
+        for args in (["-r", str(IMAGE / "requirements.txt")], ["--no-deps", str(src)]):  # as the Dockerfile
+            result = subprocess.run([*pip, *args], capture_output=True, text=True, timeout=600, check=False)
+            assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
         tree.parent.mkdir(parents=True, exist_ok=True)
         (work / "autoinstrumentation").rename(tree)
         shutil.rmtree(work, ignore_errors=True)

@@ -235,6 +235,7 @@ def test_propagator_is_rebuilt_when_imported_before_the_fix(monkeypatch: pytest.
     assert fields == {"traceparent", "tracestate"}
     installer.undo(done, os.environ)
     assert os.environ["OTEL_PROPAGATORS"] == "tracecontext,nonesuch"
+    assert propagate.get_global_textmap().fields == {"traceparent", "tracestate", "baggage"}
 
 
 def test_deferred_providers_flush_and_shutdown_only_once_built() -> None:
