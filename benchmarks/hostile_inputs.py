@@ -17,9 +17,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from floe_otel_distro.backends import forget_installed  # noqa: E402
-from floe_otel_distro.plan import Inputs, build_plan  # noqa: E402
-from tests.e2e.test_hostile_inputs_e2e import catalogue  # noqa: E402
+from floe_otel_distro.backends import forget_installed
+from floe_otel_distro.plan import Inputs, build_plan
+from tests.e2e.test_hostile_inputs_e2e import catalogue
 
 BASE = {"FLOE_MODE": "prod", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"}
 
