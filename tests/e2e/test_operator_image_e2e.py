@@ -177,6 +177,7 @@ def test_operator_injected_pod_sends_spans(collector: Collector, tmp_path: Path)
     pod = simulate(job, "refresh", tmp_path, "iot-telemetry-refresh-once-h4n8w")
     inject(instrumentation, job, pod, tree)
     pod.env["OTEL_EXPORTER_OTLP_ENDPOINT"] = collector.http_endpoint
+    pod.env["OTEL_TRACES_SAMPLER_ARG"] = "1.0"  # the CR samples at floe's prod 10 %: this test needs every span
     pod.env["PATH"] = f"{python.parent}{os.pathsep}/usr/bin{os.pathsep}/bin"
     assert pod.argv[0] == "python" and "opentelemetry-instrument" not in pod.argv
 

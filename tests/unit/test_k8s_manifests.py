@@ -408,3 +408,12 @@ def test_example_app_image_entrypoint_is_opentelemetry_instrument() -> None:
             if arg.startswith("/app/"):
                 prefix = next(p for p in copies if arg == p or arg.startswith(p + "/"))
                 assert (copies[prefix] / arg[len(prefix):].lstrip("/")).exists(), arg
+
+
+def test_instrumentation_samples_prod_at_floes_ratio_and_refers_to_existing_files() -> None:
+    """The shipped Instrumentation samples at floe's prod ratio, and every k8s/ file its comments name exists."""
+    text = (K8S / "operator" / "instrumentation.yaml").read_text()
+    doc = yaml.safe_load(text)
+    assert doc["spec"]["sampler"] == {"type": "parentbased_traceidratio", "argument": "0.1"}
+    for ref in re.findall(r"k8s/[\w./-]+\.yaml", text):
+        assert (REPO / ref).is_file(), ref
