@@ -144,8 +144,8 @@ def test_disabled_installs_nothing(collector: Collector, tmp_path: Path, switch:
 
 
 def test_namespace_travels_in_baggage_and_incoming_baggage_is_kept(collector: Collector) -> None:
-    """floe.namespace is put into W3C baggage; baggage handed in by the caller is preserved."""
-    env = instrumented_env(collector.http_endpoint, BAGGAGE="tenant=acme", **FLOE)
+    """floe's four baggage keys are put into W3C baggage; baggage handed in by the caller is preserved."""
+    env = instrumented_env(collector.http_endpoint, BAGGAGE="tenant=acme,floe.mode=dev", **FLOE)
     proc = run_instrumented([sys.executable, APP], env)
     assert proc.returncode == 0, proc.stderr
-    assert _app_output(proc.stdout)["baggage"] == {"floe.namespace": "sales", "tenant": "acme"}
+    assert _app_output(proc.stdout)["baggage"] == {**FLOE_ATTRS, "floe.mode": "dev", "tenant": "acme"}

@@ -392,7 +392,8 @@ CASES = [
     ),
     Case(
         "i-jaeger-backend",
-        lambda c, _: {**PROD, "OTEL_EXPORTER_OTLP_ENDPOINT": c.http_endpoint, "FLOE_TELEMETRY_BACKEND": "jaeger"},
+        # floe-telemetry-jaeger (installed by the tests) shadows the built-in and asks for gRPC
+        lambda c, _: {**PROD, "OTEL_EXPORTER_OTLP_ENDPOINT": c.grpc_endpoint, "FLOE_TELEMETRY_BACKEND": "jaeger"},
         ALL,
         0,
         extra=_extra_jaeger,
