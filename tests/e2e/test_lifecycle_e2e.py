@@ -211,8 +211,8 @@ def test_multiprocessing_fork_pool_children_export_with_their_own_pid(collector:
 # --- collector-bypass guard -------------------------------------------------------------------------
 def _manifest(tmp_path: Path, endpoint: str) -> str:
     path = tmp_path / "manifest.yaml"
-    path.write_text("apiVersion: floe.dev/v1\nkind: Manifest\nobservability:\n  mode: prod\n"
-                    f"  tracing:\n    endpoint: {endpoint}\n")
+    # the mode is not a manifest key (floe's schema rejects observability.mode): FLOE_MODE=prod in the env
+    path.write_text(f"apiVersion: floe.dev/v1\nkind: Manifest\nobservability:\n  tracing:\n    endpoint: {endpoint}\n")
     return str(path)
 
 
@@ -235,7 +235,7 @@ def test_collector_bypass_warns_once_and_strict_exits_78(collector: Collector, t
 def test_exporting_to_the_manifest_collector_is_quiet(collector: Collector, tmp_path: Path) -> None:
     """The manifest's own collector (its endpoint, no override): no warning, spans arrive."""
     env = instrumented_env(None, FLOE_MANIFEST=_manifest(tmp_path, collector.http_endpoint),
-                           FLOE_OTEL_STRICT="true", **ALWAYS)
+                           FLOE_OTEL_STRICT="true", FLOE_MODE="prod", **ALWAYS)
     proc = run_instrumented([sys.executable, JOB, "3", "exit"], env)
     assert proc.returncode == 0 and "floe-otel:" not in proc.stderr, proc.stderr
     assert collector.wait_for(lambda c: len(_named(c, "work-1")) >= 3)
