@@ -105,3 +105,20 @@ def collector_side(backend: Any, mode: str) -> tuple[dict[str, Any], dict[str, l
         exporters = dict(config)
     names = list(exporters)
     return exporters, {signal: names for signal in ("traces", "metrics", "logs")}
+
+
+def validate_connection(backend: Any) -> tuple[bool, str] | None:
+    """The backend plugin's own ``validate_connection()`` for ``doctor --check-endpoint`` (None: nothing to ask).
+
+    A floe-core plugin checks its backend itself (floe-telemetry-jaeger opens a TCP connection to its
+    endpoint); this distro's plugins answer True and leave the check to the real OTLP probe of the collector.
+    Never raises: a plugin that fails is reported as not reachable, with the reason.
+    """
+    if backend is None or backend.load is None or backend.api != "floe-core":
+        return None
+    try:
+        ok = bool(backend.load()().validate_connection())
+    except Exception as exc:  # a third-party plugin may raise anything
+        return False, f"{backend.name}.validate_connection() raised {type(exc).__name__}: {exc}"
+    detail = "reachable" if ok else "not reachable"
+    return ok, f"{backend.dist or backend.name} validate_connection(): {detail}"

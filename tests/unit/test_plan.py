@@ -1126,3 +1126,25 @@ def test_the_start_up_guard_drops_uninstalled_propagators_and_the_plan_reports_t
     assert untouched == {"OTEL_PROPAGATORS": "tracecontext,baggage"}
     stale = plan_for({**PROD, "OTEL_PROPAGATORS": "baggage", _guard.REQUESTED: "tracecontext,xray"})
     assert stale.problems == ()  # the user changed the variable since: the old request is not reported
+
+
+def test_validate_connection_of_a_floe_core_plugin() -> None:
+    """doctor --check-endpoint asks a floe-core plugin's validate_connection(); ours are left to the OTLP probe."""
+    from floe_otel_distro.backends import validate_connection
+
+    def plugin(answer: Any) -> type:
+        cls = _floe_plugin(JAEGER_RELEASED)
+
+        def check(self: Any) -> bool:
+            if isinstance(answer, Exception):
+                raise answer
+            return bool(answer)
+
+        cls.validate_connection = check  # type: ignore[attr-defined]
+        return cls
+
+    for answer, expected in ((True, True), (False, False), (OSError("refused"), False)):
+        ref = _ref("floe.telemetry_backends", "jaeger", plugin(answer), "floe-telemetry-jaeger")
+        result = validate_connection(plan_for({**PROD, "FLOE_TELEMETRY_BACKEND": "jaeger"}, ref).backend)
+        assert result is not None and result[0] is expected, result
+    assert validate_connection(plan_for(PROD).backend) is None
