@@ -236,7 +236,8 @@ def otlp_exporter(signal: str, spec: ExporterPlan, temporality_preference: str =
     from floe_otel_distro.redaction import redact_url
 
     shown = redact_url(endpoint)
-    secrets = tuple((headers or {}).values())
+    # header values, and their credential part ("Bearer <token>"), are scrubbed from any peer text we print
+    secrets = tuple(v for value in (headers or {}).values() for v in (value, *value.split(None, 1)[1:]))
     lazy: _Lazy
     if signal == "traces":
         lazy = LazySpanExporter(signal, shown, build, endpoint, secrets)

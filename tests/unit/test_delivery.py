@@ -284,3 +284,19 @@ def test_spans_dropped_on_a_full_queue_are_counted_and_upstreams_record_kept_off
         "floe-otel: 3 spans not delivered to http://c:4318: " + delivery.QUEUE_FULL.format(size=2)
     ]
     assert "Queue full" not in capsys.readouterr().err
+
+
+def test_peer_text_echoing_a_token_is_scrubbed() -> None:
+    """A gRPC peer that echoes the token in its details: the cause never shows it (the lazy exporter's secrets)."""
+    import grpc
+
+    lazy = _grpc("http://127.0.0.1:1", authorization="Bearer tok-123456")
+    delivery.install_capture()
+    with delivery.exporting(lazy._outcome):
+        logging.getLogger("opentelemetry.exporter.otlp.proto.grpc.exporter").error(
+            "Failed to export %s to %s, error code: %s, error details: %s",
+            "traces", "x", grpc.StatusCode.UNAUTHENTICATED, "bad token tok-123456",
+        )
+    cause = lazy._outcome.cause
+    assert cause is not None and "gRPC UNAUTHENTICATED" in cause
+    assert "tok-123456" not in cause and "bad token ***" in cause
