@@ -332,14 +332,16 @@ def install_capture() -> None:
     if base.level == logging.NOTSET:
         # records must exist for us to read them: WARNING is what upstream logs at (it is also the default)
         base.setLevel(logging.WARNING)
-    for name in list(logging.root.manager.loggerDict):
-        if name.startswith("opentelemetry.exporter.otlp"):
-            logger = logging.getLogger(name)
-            if not any(isinstance(f, CaptureFilter) for f in logger.filters):
-                logger.filters.insert(0, _FILTER)
+    with _install_lock:  # two batch threads may build their exporters at once
+        for name in list(logging.root.manager.loggerDict):
+            if name.startswith("opentelemetry.exporter.otlp"):
+                logger = logging.getLogger(name)
+                if not any(isinstance(f, CaptureFilter) for f in logger.filters):
+                    logger.filters.insert(0, _FILTER)
 
 
 _FILTER = CaptureFilter()
+_install_lock = threading.Lock()
 
 
 # --- counting --------------------------------------------------------------------------------------------
