@@ -15,6 +15,7 @@ re-attached afterwards.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import threading
 from collections.abc import Callable, Iterator
@@ -71,6 +72,18 @@ def release_transports() -> None:
             logger.removeFilter(_FILTER)
 
 
+@functools.cache
+def _sdk_handler_class() -> Any:
+    """The SDK's ``LoggingHandler`` without its ``flush`` (see ``FloeLoggingHandler.flush``); built on first use."""
+    from opentelemetry.sdk._logs import LoggingHandler
+
+    class _SdkHandler(LoggingHandler):
+        def flush(self) -> None:
+            return None
+
+    return _SdkHandler
+
+
 _emitting = threading.local()  # a record logged while this thread exports one: dropped, never recursed into
 
 
@@ -89,10 +102,8 @@ class FloeLoggingHandler(logging.Handler):
         if inner is None:
             with self._build_lock:
                 if self._inner is None:
-                    from opentelemetry.sdk._logs import LoggingHandler
-
                     provider = self._provider() if callable(self._provider) else self._provider
-                    self._inner = LoggingHandler(level=logging.NOTSET, logger_provider=provider)
+                    self._inner = _sdk_handler_class()(level=logging.NOTSET, logger_provider=provider)
                 inner = self._inner
         return inner
 
@@ -123,8 +134,11 @@ class FloeLoggingHandler(logging.Handler):
         return True
 
     def flush(self) -> None:
-        if self._inner is not None:
-            self._inner.flush()
+        """Nothing: the distro's exit flush (``lifecycle``) flushes the logs pipeline, within its budget.
+
+        ``logging.shutdown()`` calls ``flush()`` on every handler at exit; the SDK's would start a thread
+        there, which Python 3.12.0-3.12.2 refuse ("can't create new thread at interpreter shutdown").
+        """
 
 
 def _attached() -> list[logging.Handler]:
