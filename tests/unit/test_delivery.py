@@ -271,7 +271,9 @@ def test_spans_dropped_on_a_full_queue_are_counted_and_upstreams_record_kept_off
     """The SDK drops spans when its batch queue is full: each one is counted, with that cause."""
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-    lazy = exporters.LazySpanExporter("traces", "x", lambda: None, "http://c:4318/v1/traces")
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    lazy = exporters.LazySpanExporter("traces", "x", InMemorySpanExporter, "http://c:4318/v1/traces")
     provider = TracerProvider(shutdown_on_exit=False)
     processor = BatchSpanProcessor(lazy, max_queue_size=2, max_export_batch_size=2, schedule_delay_millis=60_000)
     provider.add_span_processor(processor)
@@ -284,6 +286,9 @@ def test_spans_dropped_on_a_full_queue_are_counted_and_upstreams_record_kept_off
         "floe-otel: 3 spans not delivered to http://c:4318: " + delivery.QUEUE_FULL.format(size=2)
     ]
     assert "Queue full" not in capsys.readouterr().err
+    provider.shutdown()  # the 2 queued spans are exported: nothing more is counted
+    assert len(lazy._get().get_finished_spans()) == 2
+    assert "3 spans" in delivery.summary_lines()[0]
 
 
 def test_peer_text_echoing_a_token_is_scrubbed() -> None:
