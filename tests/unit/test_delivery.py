@@ -270,7 +270,6 @@ def test_spans_dropped_on_a_full_queue_are_counted_and_upstreams_record_kept_off
 ) -> None:
     """The SDK drops spans when its batch queue is full: each one is counted, with that cause."""
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
-
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
     lazy = exporters.LazySpanExporter("traces", "x", InMemorySpanExporter, "http://c:4318/v1/traces")
