@@ -14,9 +14,10 @@ def test_wheel_contents(tmp_path: Path) -> None:
     """Top level: floe_otel_distro/, its .pth guard and dist-info only (no top-level ``configurators``);
     the LICENSE and the SPDX expression are in the metadata."""
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path),
-         str(REPO)],
-        check=True, capture_output=True, text=True,
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(REPO)],
+        check=True,
+        capture_output=True,
+        text=True,
     )
     (wheel,) = tmp_path.glob("floe_otel_distro-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
