@@ -179,6 +179,7 @@ class Outcome:
     cause: str | None = None
     from_session: bool = False
     request_since: float | None = None  # a request is in flight (started at this monotonic time)
+    retry_at: float | None = None  # the exporter is waiting (back-off / Retry-After) until this monotonic time
     secrets: tuple[str, ...] = ()
     give_up: Any = None  # called when the exporter should stop retrying now (a wait beyond the exit budget)
 
@@ -189,7 +190,7 @@ class Outcome:
                 self.give_up()
 
     def reset(self) -> None:
-        self.cause, self.from_session, self.request_since = None, False, None
+        self.cause, self.from_session, self.request_since, self.retry_at = None, False, None, None
 
 
 _local = threading.local()  # .outcome: the Outcome of the export running on this thread (or None)
@@ -302,6 +303,8 @@ def _note_record(outcome: Outcome, record: logging.LogRecord) -> None:
         return
     if message.startswith("Transient error"):  # "... retrying in %.2fs": not within the exit budget? stop now
         backoff = next((a for a in args if isinstance(a, float)), None)
+        if backoff is not None:
+            outcome.retry_at = time.monotonic() + backoff
         left = exit_time_left()
         if backoff is not None and left is not None and backoff > left:
             outcome.give_up_now()

@@ -335,6 +335,18 @@ def queue_full_drop(signal: str) -> None:
         candidates[0]._lost(1, delivery.QUEUE_FULL.format(size="?"))
 
 
+def give_up_waits_beyond(deadline: float) -> int:
+    """At the start of the exit flush: exports already waiting past ``deadline`` (a long Retry-After or
+    back-off started while the program ran) stop now instead of holding the budget; returns how many."""
+    stopped = 0
+    for exporter in list(_live):
+        retry_at = exporter._outcome.retry_at
+        if exporter._pending and retry_at is not None and retry_at > deadline:
+            exporter._give_up()
+            stopped += 1
+    return stopped
+
+
 def settle_pending() -> None:
     """At exit, after the final flush: count every exporter's batch in flight and its still-queued items."""
     from floe_otel_distro import lifecycle

@@ -52,6 +52,10 @@ def _work(shutdown: bool, deadline: float) -> None:
         from floe_otel_distro import delivery
 
         delivery.begin_exit(deadline)  # Retry-After beyond this is not waited for; no throttled lines now
+        with contextlib.suppress(Exception):
+            from floe_otel_distro.exporters import give_up_waits_beyond
+
+            give_up_waits_beyond(deadline)
     with contextlib.suppress(Exception):
         from floe_otel_distro.exporters import abort_unreachable
 

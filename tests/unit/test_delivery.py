@@ -304,3 +304,28 @@ def test_peer_text_echoing_a_token_is_scrubbed() -> None:
     cause = lazy._outcome.cause
     assert cause is not None and "gRPC UNAUTHENTICATED" in cause
     assert "tok-123456" not in cause and "bad token ***" in cause
+
+
+@pytest.mark.parametrize("fake", ["503-long"], indirect=True)
+def test_a_wait_started_before_exit_that_outlasts_the_budget_stops_at_exit(fake: FakeOtlpHttp) -> None:
+    """Retry-After: 30 seen while the program ran (export timeout 60 s: upstream waits); the exit flush stops it."""
+    import threading
+
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    lazy = _http(f"{fake.endpoint}/v1/traces", timeout_s=60)
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(BatchSpanProcessor(lazy, schedule_delay_millis=10))
+    lifecycle.install([provider], 2.0)
+    provider.get_tracer("t").start_span("s").end()
+    deadline = time.monotonic() + 5
+    while fake.requests == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.2)  # the exporter is now in its 30 s wait
+    started = time.monotonic()
+    exiting = threading.Thread(target=lifecycle.flush_and_shutdown)
+    exiting.start()
+    exiting.join(5)
+    assert time.monotonic() - started < 1.0  # not the 2 s budget, let alone 30 s
+    [line] = delivery.summary_lines()
+    assert line.startswith("floe-otel: 1 span not delivered to ") and "Retry-After: 30" in line
