@@ -196,6 +196,7 @@ def test_collector_killed_mid_run_and_restarted(collector: Collector, tmp_path: 
     named: Callable[[Collector], int] = lambda c: len([s for s in c.spans() if s["name"] == "work-3"])  # noqa: E731
     assert collector.wait_for(lambda c: named(c) >= 10) and named(collector) == 10
     lines = [line for line in err.splitlines() if line.startswith("floe-otel:")]
+    sys.stderr.write("\ncollector killed and restarted: " + " | ".join(lines) + "\n")
     assert len(lines) == 2, err
     assert lines[0].startswith("floe-otel: exporting traces to ") and "refused" in lines[0]
     assert lines[1] == f"floe-otel: 10 spans not delivered to {collector.http_endpoint}: " + lines[1].split(": ", 2)[2]
