@@ -330,6 +330,10 @@ def _backend(ctx: _Ctx, mode: str, explicit: bool) -> BackendPlan | None:  # noq
             FATAL, where if value else E.FLOE_TELEMETRY_BACKEND, name, f"unknown telemetry backend; installed: {names}"
         )
         return None
+    pin = ctx.layers.get("backend_version")[0]
+    if pin is not None and len(found) > 1:  # a version pin picks among same-named plugins
+        pinned = [ref for ref in found if str(pin).strip() in (ref.dist_version, _plugin_version(ref))]
+        found = pinned[:1] + [ref for ref in found if ref not in pinned[:1]]
     winner = found[0]
     shadows = tuple(f"{r.dist or '?'} {r.dist_version or ''}".strip() for r in found[1:])
     try:
@@ -395,6 +399,18 @@ def _backend(ctx: _Ctx, mode: str, explicit: bool) -> BackendPlan | None:  # noq
         ctx.problem(FATAL, where, name, f"the plugin failed its checks ({type(exc).__name__}: {exc})")
         return None
     return backend
+
+
+def _plugin_version(ref: Any) -> str | None:
+    """A candidate plugin's own version (a class attribute, or floe-core's property); None if unreadable."""
+    try:
+        cls = ref.load()
+        version = cls.version
+        if isinstance(version, property):
+            version = cls().version
+        return str(version)
+    except Exception:
+        return None
 
 
 def _is_floe_core_plugin(cls: Any) -> bool:

@@ -1,8 +1,9 @@
 """Discovery of backend plugins in the ``floe.telemetry_backends`` group, and the rule for shared names.
 
 Entry points are listed without importing anything; a plugin module is imported only when its name is
-selected. Two plugins registering one name: a plugin from another distribution wins over this distro's
-built-in of the same name (a platform team installs a plugin on purpose), so the outcome never depends
+selected. Two plugins registering one name: a version pin in the manifest picks the one of that version
+(the plan does that); otherwise a plugin from another distribution wins over this distro's built-in of the
+same name (a platform team installs a plugin on purpose), so the outcome never depends
 on install order; among several external ones the first by distribution name wins. The losers are
 reported by the plan (and shown by ``floe-otel doctor``).
 """

@@ -60,7 +60,21 @@ def fake_entry_points(*extra_backends: EntryPointRef) -> Any:
     return lookup
 
 
-def plan_for(env: dict[str, str], *extra_backends: EntryPointRef, grpc: bool = True) -> Plan:
+def plan_for(
+    env: dict[str, str], *extra_backends: EntryPointRef, grpc: bool = True, version_pin: str | None = None
+) -> Plan:
+    if version_pin is not None:  # plugins.telemetry_backend.version from a manifest
+        yaml_doc = {"plugins": {"telemetry_backend": {"type": "jaeger", "version": version_pin}}}
+        env = {**env, "FLOE_MANIFEST": "manifest.yaml"}
+        return build_plan(
+            Inputs(
+                env,
+                entry_points=fake_entry_points(*extra_backends),
+                grpc_available=lambda: grpc,
+                compiled_default=None,
+                load_yaml=lambda path, where: yaml_doc,
+            )
+        )
     return build_plan(
         Inputs(env, entry_points=fake_entry_points(*extra_backends), grpc_available=lambda: grpc, compiled_default=None)
     )
@@ -1148,3 +1162,17 @@ def test_validate_connection_of_a_floe_core_plugin() -> None:
         result = validate_connection(plan_for({**PROD, "FLOE_TELEMETRY_BACKEND": "jaeger"}, ref).backend)
         assert result is not None and result[0] is expected, result
     assert validate_connection(plan_for(PROD).backend) is None
+
+
+def test_a_version_pin_picks_among_same_named_plugins() -> None:
+    """plugins.telemetry_backend.version selects the plugin of that version; without a pin the external wins."""
+    ref = _ref("floe.telemetry_backends", "jaeger", _floe_plugin(JAEGER_RELEASED), "floe-telemetry-jaeger")
+    env = {**PROD, "FLOE_TELEMETRY_BACKEND": "jaeger", E: H}
+    for pin, dist in (("1.0.0", OWN), ("0.1.0", "floe-telemetry-jaeger")):
+        plan = plan_for(env, ref, version_pin=pin)
+        assert plan.backend is not None and plan.backend.dist == dist, (pin, plan.problems)
+        assert plan.active
+    unpinned = plan_for(env, ref)
+    assert unpinned.backend is not None and unpinned.backend.dist == "floe-telemetry-jaeger"
+    wrong = plan_for(env, ref, version_pin="9.9.9")
+    assert not wrong.active and "pin that version" in wrong.problems[-1].message
