@@ -13,13 +13,12 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from floe_otel_distro import delivery, exporters, lifecycle
 from floe_otel_distro._lazy_logs import LazyLogExporter
+from tests.support.providers import batching_provider, end_spans
 
 
 @pytest.fixture(autouse=True)
@@ -29,17 +28,8 @@ def _clean_lifecycle() -> Iterator[None]:
     lifecycle.reset()
 
 
-def _provider() -> tuple[TracerProvider, InMemorySpanExporter]:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider(resource=Resource({"process.pid": os.getpid()}), shutdown_on_exit=False)
-    provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=60_000))
-    return provider, exporter
-
-
-def _end(provider: TracerProvider, n: int) -> None:
-    tracer = provider.get_tracer("t")
-    for i in range(n):
-        tracer.start_span(f"s{i}").end()
+_provider = batching_provider
+_end = end_spans
 
 
 class _Stuck:

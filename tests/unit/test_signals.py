@@ -14,14 +14,11 @@ from typing import Any
 
 import pytest
 import wrapt
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from floe_otel_distro import lifecycle
 from floe_otel_distro.instrumentation import signals
 from floe_otel_distro.instrumentation.signals import HANDLED_SIGNALS, SignalsInstrumentor
+from tests.support.providers import batching_provider, end_spans
 
 
 @pytest.fixture(autouse=True)
@@ -44,17 +41,8 @@ def instrumented() -> Iterator[SignalsInstrumentor]:
     inst.uninstrument()
 
 
-def _provider() -> tuple[TracerProvider, InMemorySpanExporter]:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider(resource=Resource({"process.pid": os.getpid()}), shutdown_on_exit=False)
-    provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=60_000))
-    return provider, exporter
-
-
-def _end(provider: TracerProvider, n: int) -> None:
-    tracer = provider.get_tracer("t")
-    for i in range(n):
-        tracer.start_span(f"s{i}").end()
+_provider = batching_provider
+_end = end_spans
 
 
 def _raw(signum: int) -> Any:
