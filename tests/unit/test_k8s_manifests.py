@@ -365,36 +365,69 @@ def _stages(dockerfile: str) -> list[str]:
 
 
 def test_operator_image_layout() -> None:
-    """k8s/image/Dockerfile: glibc and musl trees built with pip --target, final stage with cp, both trees copied."""
+    """k8s/image/Dockerfile: glibc and musl trees built by build-tree.sh, final stage with cp, both trees copied."""
     text = (K8S / "image" / "Dockerfile").read_text()
     stages = _stages(text)
     assert len(stages) == 3
     assert "alpine" not in stages[0] and "alpine" in stages[1]
     assert stages[2].startswith("FROM busybox"), "the operator's init container needs cp"
-    assert text.count("pip install --no-cache-dir --target /autoinstrumentation -r /requirements.txt") == 2
-    assert text.count("pip install --no-cache-dir --no-deps --target /autoinstrumentation /src") == 2
+    assert text.count("RUN sh /image/build-tree.sh /autoinstrumentation /src /image\n") == 2
+    copied = "COPY k8s/image/requirements.txt k8s/image/requirements-deps.txt k8s/image/sitecustomize.py " \
+             "k8s/image/build-tree.sh /image/\n"
+    assert text.count(copied) == 2
     assert "musl-dev" in text
     assert "COPY --from=build-glibc /autoinstrumentation /autoinstrumentation\n" in text
     assert "COPY --from=build-musl /autoinstrumentation /autoinstrumentation-musl\n" in text
     assert "chmod -R go+r /autoinstrumentation /autoinstrumentation-musl" in text
 
 
-def test_image_requirements_are_pinned_and_http_only() -> None:
-    """k8s/image/requirements.txt pins every package exactly, matches the distro's OTel pins, and has no gRPC."""
+def test_build_tree_script_layers() -> None:
+    """build-tree.sh: dependencies into floe-deps (resolved), OpenTelemetry and the distro on top (--no-deps)."""
+    script = (K8S / "image" / "build-tree.sh").read_text()
+    steps = [line for line in script.splitlines() if line.startswith(("$PIP", "cp ", "$PY "))]
+    assert steps == [
+        '$PIP --target "$TARGET/floe-deps" -r "$HERE/requirements-deps.txt"',
+        '$PIP --no-deps --target "$TARGET" -r "$HERE/requirements.txt"',
+        '$PIP --no-deps --target "$TARGET" "$SRC"',
+        'cp "$HERE/sitecustomize.py" "$TARGET/opentelemetry/instrumentation/auto_instrumentation/sitecustomize.py"',
+        '$PY -c \'import sys; print("%d.%d" % sys.version_info[:2])\' > "$TARGET/floe-python-version"',
+    ]
+    site = (K8S / "image" / "sitecustomize.py").read_text()
+    assert "from floe_otel_distro._isolation import start" in site
+
+
+def _pins(name: str) -> dict[str, str]:
     reqs = {}
-    for raw in (K8S / "image" / "requirements.txt").read_text().splitlines():
+    for raw in (K8S / "image" / name).read_text().splitlines():
         line = raw.split("#", 1)[0].strip()
         if line:
-            name, sep, version = line.partition("==")
+            req, sep, version = line.partition("==")
             assert sep and version, f"not pinned: {line}"
-            reqs[name.lower()] = version
-    assert not any("grpc" in name for name in reqs)
-    pyproject = (REPO / "pyproject.toml").read_text()
-    for pin in re.findall(r'"(opentelemetry-[a-z-]+)==([^"]+)"', pyproject.split("[project.optional-dependencies]")[0]):
-        if "grpc" in pin[0]:  # the image is HTTP-only: the distro goes in with --no-deps
+            reqs[re.sub(r"[-_.]+", "-", req).lower()] = version
+    return reqs
+
+
+def test_image_requirements_are_pinned_layered_and_http_only() -> None:
+    """Both image requirement files pin exactly; OpenTelemetry on top, the rest in the deps layer; in the distro's
+    OpenTelemetry range; every propagator the operator offers; no gRPC."""
+    from packaging.requirements import Requirement
+
+    top, deps = _pins("requirements.txt"), _pins("requirements-deps.txt")
+    assert all(name.startswith("opentelemetry-") for name in top), "only OpenTelemetry may shadow the app"
+    assert not any(name.startswith("opentelemetry-") for name in deps)
+    assert not any("grpc" in name and "instrumentation" not in name for name in [*top, *deps])
+    for name in ("b3", "jaeger", "aws-xray", "ot-trace"):
+        assert f"opentelemetry-propagator-{name}" in top, name
+    assert sum(name.startswith("opentelemetry-instrumentation-") for name in top) >= 45
+    block = (REPO / "pyproject.toml").read_text().split("\ndependencies = [", 1)[1].split("\n]", 1)[0]
+    for raw in re.findall(r'^\s*"([^"]+)"', block, flags=re.M):
+        req = Requirement(raw)
+        name = req.name.lower()
+        if "grpc" in name:  # the image is HTTP-only: the distro goes in with --no-deps
             continue
-        assert reqs[pin[0]] == pin[1], pin
-    assert int(reqs["protobuf"].split(".")[0]) < 7, "dbt and dagster need protobuf < 7; the tree's copy wins"
+        have = top.get(name) or deps.get(name) or deps.get(re.sub(r"[-_.]+", "-", name))
+        assert have and req.specifier.contains(have, prereleases=True), (raw, have)
+    assert int(deps["protobuf"].split(".")[0]) < 7, "dbt and dagster need protobuf < 7"
 
 
 def test_example_app_image_entrypoint_is_opentelemetry_instrument() -> None:
