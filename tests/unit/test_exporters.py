@@ -60,7 +60,8 @@ def test_http_exporter_gets_the_recording_session_unless_a_credential_provider_i
 
     spec = ExporterPlan(kind="otlp", protocol="http/protobuf", endpoint="http://127.0.0.1:1/v1/traces")
     inner = exporters.otlp_exporter("traces", spec)._get()
-    session = inner._client._transport._session
+    # 1.45: the session sits in the HTTP transport; 1.44: on the exporter itself
+    session = getattr(inner, "_session", None) or inner._client._transport._session
     assert type(session).__name__ == "RecordingSession"
     assert any(isinstance(f, delivery.CaptureFilter)
                for f in logging.getLogger("opentelemetry.exporter.otlp.proto.http.trace_exporter").filters)
