@@ -145,6 +145,7 @@ def build(inputs: Inputs) -> Plan:
     propagators = _propagators(ctx)
     detectors = _detectors(ctx)
     instrumentors = _instrumentors(ctx)
+    log_export = _log_export(ctx, signals["logs"].on, instrumentors)
     problems = ctx.collect()
     any_on = any(s.on for s in signals.values())
     return Plan(
@@ -172,6 +173,7 @@ def build(inputs: Inputs) -> Plan:
         env_overrides=MappingProxyType(dict(ctx.env_overrides)),
         sources=MappingProxyType(dict(layers.sources)),
         problems=tuple(problems),
+        log_export=log_export,
     )
 
 
@@ -877,6 +879,37 @@ def _instrumentors(ctx: _Ctx) -> dict[str, bool]:
     disabled = set(E.names(ctx.env.raw(E.OTEL_PYTHON_DISABLED_INSTRUMENTATIONS)) or ())
     refs = ctx.inputs.entry_points("opentelemetry_instrumentor")
     return {ref.name: ("*" not in disabled and ref.name not in disabled) for ref in refs}
+
+
+LOGGING_INSTRUMENTATION = "opentelemetry-instrumentation-logging"
+
+
+def _log_export(ctx: _Ctx, logs_on: bool, instrumentors: Mapping[str, bool]) -> str:
+    """Who exports stdlib log records, so each is exported once: floe's handler, the logging instrumentation's, none.
+
+    Upstream: the SDK's handler only with ``OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED=true`` (then the
+    logging instrumentation skips its own); else the instrumentation's handler, if it is installed and
+    ``OTEL_PYTHON_LOG_AUTO_INSTRUMENTATION`` is not false. floe's handler stands for the SDK's and is on
+    by default (floe exports logs out of the box); ``...ENABLED=false`` turns it off as upstream does.
+    With the instrumentation active and neither variable set, floe's handler exports (it keeps the
+    distro's guarantees: no self-export, the exit flush) and the instrumentation is told to add none.
+    """
+    if not logs_on:
+        return "none"
+    env = ctx.env
+    sdk_raw = env.raw(E.OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED)
+    sdk_handler = env.flag(E.OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED, sdk_raw, True)
+    theirs_raw = env.raw(E.OTEL_PYTHON_LOG_AUTO_INSTRUMENTATION)
+    theirs_on = instrumentors.get("logging", False) and (theirs_raw is None or theirs_raw.lower() == "true")
+    if sdk_raw is not None and sdk_handler:
+        if theirs_on and sdk_raw.lower() != "true":  # the instrumentation skips its handler for "true" only
+            ctx.env_overrides[E.OTEL_PYTHON_LOG_AUTO_INSTRUMENTATION] = "false"
+        return "floe"
+    if not sdk_handler or (theirs_on and theirs_raw is not None):
+        return LOGGING_INSTRUMENTATION if theirs_on else "none"
+    if theirs_on:
+        ctx.env_overrides[E.OTEL_PYTHON_LOG_AUTO_INSTRUMENTATION] = "false"
+    return "floe"
 
 
 # --- cross checks -----------------------------------------------------------------------------------------------

@@ -94,6 +94,7 @@ def render(plan: Plan, checks: Mapping[str, Mapping[str, Any]] | None = None) ->
         lines.append(f"propagators  {','.join(plan.propagators) or 'none'}")
         lines.append(f"detectors    {','.join(plan.resource_detectors)} (+ service_instance, otel)")
         lines.append(f"log level    {plan.log_level}")
+        lines.append(f"log records  exported by {plan.log_export}")
         lines.append(
             f"lifecycle    exit budget {plan.shutdown_timeout_s} s, batch {plan.bsp_max_export_batch_size}/"
             f"{plan.bsp_max_queue_size} every {plan.bsp_schedule_delay_ms} ms, metrics every "

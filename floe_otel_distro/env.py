@@ -56,6 +56,17 @@ OTEL_TRACES_SAMPLER = "OTEL_TRACES_SAMPLER"
 OTEL_TRACES_SAMPLER_ARG = "OTEL_TRACES_SAMPLER_ARG"
 FLOE_SAMPLING_RATIO = "FLOE_SAMPLING_RATIO"  #: 0.0-1.0, beats the mode default, loses to OTEL_TRACES_SAMPLER_ARG.
 FLOE_LOG_LEVEL = "FLOE_LOG_LEVEL"  #: level of the OTel log handler on the root logger. Default INFO.
+#: the SDK's switch for its root-logger handler: ``false`` = stdlib records are not exported by the SDK's
+#: handler (floe's stands for it; upstream default false, floe's default: on). ``true``: floe's handler exports.
+OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED = "OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED"
+#: opentelemetry-instrumentation-logging's switch for *its* handler (default true). The plan sets it to
+#: ``false`` for that instrumentation when floe's handler exports, so a record is exported once.
+OTEL_PYTHON_LOG_AUTO_INSTRUMENTATION = "OTEL_PYTHON_LOG_AUTO_INSTRUMENTATION"
+#: opentelemetry-instrumentation-logging: ``true`` = otelTraceID/otelSpanID on records and ``basicConfig``
+#: with OTEL_PYTHON_LOG_FORMAT at OTEL_PYTHON_LOG_LEVEL (read by that instrumentation, not by floe).
+OTEL_PYTHON_LOG_CORRELATION = "OTEL_PYTHON_LOG_CORRELATION"
+OTEL_PYTHON_LOG_LEVEL = "OTEL_PYTHON_LOG_LEVEL"
+OTEL_PYTHON_LOG_FORMAT = "OTEL_PYTHON_LOG_FORMAT"
 OTEL_BSP_MAX_QUEUE_SIZE = "OTEL_BSP_MAX_QUEUE_SIZE"
 OTEL_BSP_MAX_EXPORT_BATCH_SIZE = "OTEL_BSP_MAX_EXPORT_BATCH_SIZE"
 OTEL_BSP_SCHEDULE_DELAY = "OTEL_BSP_SCHEDULE_DELAY"

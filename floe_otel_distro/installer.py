@@ -171,7 +171,8 @@ def step_logging(plan: Plan, done: Installed, resource: Any) -> None:
     provider = DeferredLoggerProvider(build)
     done.providers.append(provider)
     done.logger_provider = provider
-    done.handler = FloeLoggingHandler(level=getattr(logging, plan.log_level), logger_provider=provider.real)
+    if plan.log_export == "floe":  # else the logging instrumentation's handler, or none (plan._log_export)
+        done.handler = FloeLoggingHandler(level=getattr(logging, plan.log_level), logger_provider=provider.real)
 
 
 def step_propagators(plan: Plan, done: Installed, was_imported: bool) -> None:

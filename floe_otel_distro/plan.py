@@ -153,6 +153,9 @@ class Plan:
     env_overrides: Mapping[str, str]
     sources: Mapping[str, str]
     problems: tuple[Problem, ...]
+    #: who exports stdlib log records (one export per record): "floe" (the distro's root-logger handler),
+    #: "opentelemetry-instrumentation-logging" (that instrumentation's handler), or "none"
+    log_export: str = "floe"
 
     @property
     def installs_nothing(self) -> bool:
@@ -212,6 +215,7 @@ class Plan:
             "baggage": dict(self.baggage),
             "instrumentors": dict(self.instrumentors),
             "log_level": self.log_level,
+            "log_export": self.log_export,
             "metrics_temporality": self.metrics_temporality,
             "lifecycle": {
                 "bsp_max_queue_size": self.bsp_max_queue_size,
