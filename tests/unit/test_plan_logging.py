@@ -84,7 +84,8 @@ def test_the_installer_attaches_no_handler_when_another_exports() -> None:
     from floe_otel_distro.installer import Installed, step_logging
 
     done = Installed()
-    step_logging(_plan({"OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED": "false"}, logging_installed=True), done, None)
+    off = _plan({"OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED": "false"}, logging_installed=True)
+    step_logging(off, done, None)
     assert done.logger_provider is not None and done.handler is None
     done = Installed()
     step_logging(_plan({}, logging_installed=True), done, None)
