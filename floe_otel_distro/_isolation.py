@@ -18,7 +18,7 @@ urllib3, wrapt, pydantic, PyYAML, …) in ``<tree>/floe-deps``. ``start`` — ca
    plan when a file is given, so it never turns telemetry off here.
 4. The ``OTEL_PROPAGATORS`` guard (``_guard``: ``.pth`` files are not processed from ``PYTHONPATH``), then
    upstream's ``initialize()``. Under ``python -m floe_otel_distro.cli`` (``floe-otel doctor`` in a pod) steps
-   1–3 run but nothing is instrumented: the doctor sees the pod's paths and reports the plan.
+   1 to 3 run but nothing is instrumented: the doctor sees the pod's paths and reports the plan.
 
 Imports only the standard library until step 4 (``packaging`` only when the application has its own copies).
 Never raises.
@@ -27,6 +27,7 @@ Never raises.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import re
 import sys
@@ -72,7 +73,7 @@ def minor_mismatch_line(built: str, running: str) -> str:
 def is_doctor() -> bool:
     """True under ``python -m floe_otel_distro.cli …``: set the paths up, instrument nothing."""
     argv = list(getattr(sys, "orig_argv", ()))
-    return any(a == "-m" and b == CLI_MODULE for a, b in zip(argv, argv[1:])) or f"-m{CLI_MODULE}" in argv
+    return any(a == "-m" and b == CLI_MODULE for a, b in itertools.pairwise(argv)) or f"-m{CLI_MODULE}" in argv
 
 
 def _inside(path: str, tree: str) -> bool:
@@ -152,7 +153,7 @@ def conflicts(tree: str, theirs: dict[str, tuple[str, str]]) -> list[str]:
 
 
 def start(tree: str, path: MutableSequence[str] | None = None) -> bool:
-    """Steps 1–4 of the module docstring; True when upstream's ``initialize()`` ran. Never raises."""
+    """Steps 1 to 4 of the module docstring; True when upstream's ``initialize()`` ran. Never raises."""
     try:
         return _start(os.path.abspath(tree), sys.path if path is None else path)
     except Exception as exc:  # a start-up shim must never be what breaks the program

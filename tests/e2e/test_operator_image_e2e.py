@@ -180,7 +180,7 @@ def _requirements_met(dirs: list[Path]) -> list[str]:
 
 @pytest.mark.e2e
 def test_operator_tree_has_the_operator_layout() -> None:
-    """Our sitecustomize, the distro's entry points, every propagator, the dependency layer apart, all requirements met."""
+    """Our sitecustomize, the distro's entry points, every propagator, the deps layer apart, all requirements met."""
     tree = autoinstrumentation_tree()
     deps = tree / "floe-deps"
     site = tree / "opentelemetry" / "instrumentation" / "auto_instrumentation" / "sitecustomize.py"

@@ -6,7 +6,7 @@ receives), injected the operator's way from a variant of k8s/operator/instrument
 
 | variant | CR change | interpreter |
 |---|---|---|
-| every propagator | ``propagators`` = all seven the operator offers, ``sampler: {type: always_on}`` (no argument) | bare |
+| every propagator | all seven the operator offers; ``sampler: {type: always_on}`` (no argument) | bare |
 | ratio 0 | ``sampler: {type: traceidratio, argument: "0"}`` | bare |
 | pydantic-v1 app | none (the shipped CR, ratio forced to 1) | a venv with pydantic 1.10 and requests 2.28 |
 | wrong Python minor | none | a bare interpreter of another minor than the tree's |
@@ -230,4 +230,29 @@ def test_doctor_runs_in_an_injected_pod(collector: Collector, tmp_path: Path) ->
     for name in ALL_PROPAGATORS:
         assert f'"{name}"' in text, name
     assert collector.http_endpoint.split("//")[1] in text
+    assert not collector.wait_for(lambda c: bool(c.spans() or c.metrics()), timeout=2)
+
+
+@pytest.mark.e2e
+def test_app_dependency_too_old_for_opentelemetry_turns_telemetry_off_not_the_app(
+    collector: Collector, tmp_path: Path
+) -> None:
+    """An app with protobuf 4 (opentelemetry-proto needs >= 5): its copy is kept, one line, no telemetry."""
+    base = getattr(sys, "_base_executable", sys.executable)
+    subprocess.run([base, "-m", "venv", str(tmp_path / "app")], check=True, timeout=120)
+    python = tmp_path / "app" / "bin" / "python"
+    pip = subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", "protobuf==4.25.8"],
+                         capture_output=True, text=True, timeout=300, check=False)
+    assert pip.returncode == 0, pip.stderr[-3000:]
+    env = pod_env(find("Instrumentation", "floe"), tmp_path, python, collector)
+    probe = "import sys, google.protobuf as p; print(p.__version__, any('autoinstrumentation' in e for e in sys.path))"
+
+    result = run(python, ["-c", probe], env)
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stderr.splitlines() == [
+        "floe-otel: the application's protobuf 4.25.8 does not meet opentelemetry-proto's protobuf<8.0,>=5.0 "
+        "(the application's copy is kept); telemetry is off, the program runs without it"
+    ]
+    assert result.stdout.split() == ["4.25.8", "False"], "the app's protobuf, and the tree taken off sys.path"
     assert not collector.wait_for(lambda c: bool(c.spans() or c.metrics()), timeout=2)
