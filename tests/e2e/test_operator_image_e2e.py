@@ -145,6 +145,8 @@ def inject(instrumentation: dict[str, Any], workload: dict[str, Any], pod: Simul
         "k8s.node.name": "$(OTEL_RESOURCE_ATTRIBUTES_NODE_NAME)",
         "k8s.pod.name": "$(OTEL_RESOURCE_ATTRIBUTES_POD_NAME)",
         "service.instance.id": f"{pod.namespace}.$(OTEL_RESOURCE_ATTRIBUTES_POD_NAME).{pod.container}",
+        # the Kubernetes namespace unless the pod annotates another (not floe's FLOE_NAMESPACE)
+        "service.namespace": annotations.get("resource.opentelemetry.io/service.namespace", pod.namespace),
         "service.version": annotations.get("resource.opentelemetry.io/service.version", image_tag),
         **spec.get("resource", {}).get("resourceAttributes", {}),
     }
@@ -242,6 +244,7 @@ def test_operator_injected_pod_sends_spans(collector: Collector, tmp_path: Path)
         "service.name": "iot-telemetry-refresh-once",
         "service.version": "1.0.0",
         "floe.namespace": "manufacturing",
+        "service.namespace": "manufacturing",  # the pod's resource.opentelemetry.io/service.namespace annotation
         "floe.product.name": "iot-telemetry",
         "floe.product.version": "1.0.0",
         "floe.mode": "prod",
