@@ -7,6 +7,11 @@ silently cancel the app's console setup (or be dropped by it). This instrumentor
 ``logging.config.fileConfig`` with wrapt so that each runs as if our handler were absent and re-attaches
 it afterwards (:func:`floe_otel_distro.log_handler.detached`). ``logging.config`` is wrapped when the
 app imports it, never imported by us. Turn off with ``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS=floe_logging``.
+
+``logging.basicConfig`` is also wrapped before any instrumentor runs (:func:`pre_instrument`, entry point
+group ``opentelemetry_pre_instrument``): opentelemetry-instrumentation-logging calls ``basicConfig`` in its
+own ``instrument()`` for ``OTEL_PYTHON_LOG_CORRELATION=true`` (format ``OTEL_PYTHON_LOG_FORMAT``, level
+``OTEL_PYTHON_LOG_LEVEL``), and the launcher may load it before ``floe_logging``.
 """
 
 from __future__ import annotations
@@ -52,6 +57,8 @@ def _without_our_handler(
 
 
 def _wrap(owner: Any, name: str) -> None:
+    if any(o is owner and n == name for o, n in _state.wrapped):
+        return  # already wrapped (pre_instrument, then instrument)
     if callable(getattr(owner, name, None)):
         wrapt.wrap_function_wrapper(owner, name, _without_our_handler)
         _state.wrapped.append((owner, name))
@@ -60,6 +67,24 @@ def _wrap(owner: Any, name: str) -> None:
 def _patch_logging_config(module: ModuleType) -> None:
     _wrap(module, "dictConfig")
     _wrap(module, "fileConfig")
+
+
+def pre_instrument() -> None:
+    """``opentelemetry_pre_instrument`` hook: wrap ``basicConfig`` before any instrumentor calls it.
+
+    Only when the distro's plan is installed and ``floe_logging`` is not disabled; the instrumentor's own
+    ``instrument()`` then finds it wrapped. Never raises into the launcher.
+    """
+    try:
+        from floe_otel_distro import _state as distro_state
+
+        state = distro_state.STATE
+        if not state.active or state.plan is None or not state.plan.instrumentors.get("floe_logging", False):
+            return
+        _state.active = True
+        _wrap(logging, "basicConfig")
+    except Exception:
+        return
 
 
 class LoggingConfigInstrumentor(BaseInstrumentor):  # type: ignore[misc]
