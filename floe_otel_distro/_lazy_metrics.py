@@ -51,6 +51,19 @@ def metric_temporality(preference: str) -> dict[type, AggregationTemporality]:
     }
 
 
+def histogram_aggregation_of(name: str) -> dict[type, Any]:
+    """The reader's default aggregation for histograms (what the OTLP exporters derive from the variable)."""
+    from opentelemetry.sdk.metrics import Histogram
+    from opentelemetry.sdk.metrics.view import (
+        ExplicitBucketHistogramAggregation,
+        ExponentialBucketHistogramAggregation,
+    )
+
+    if name == "base2_exponential_bucket_histogram":
+        return {Histogram: ExponentialBucketHistogramAggregation()}
+    return {Histogram: ExplicitBucketHistogramAggregation()}
+
+
 class LazyMetricExporter(_Lazy, MetricExporter):
     """A metric exporter that builds the real one on first export (temporality fixed up front)."""
 
@@ -63,9 +76,10 @@ class LazyMetricExporter(_Lazy, MetricExporter):
         *,
         target: str = "",
         secrets: Sequence[str] = (),
+        aggregation: dict[type, Any] | None = None,
     ) -> None:
         _Lazy.__init__(self, signal, endpoint, factory, target, secrets)
-        MetricExporter.__init__(self, preferred_temporality=temporality)
+        MetricExporter.__init__(self, preferred_temporality=temporality, preferred_aggregation=aggregation)
 
     def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
         if not any(sm.metrics for rm in metrics_data.resource_metrics for sm in rm.scope_metrics):

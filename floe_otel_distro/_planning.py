@@ -27,6 +27,7 @@ from floe_otel_distro.plan import (
     DEFAULT_PROPAGATORS,
     DEGRADED,
     FATAL,
+    HISTOGRAM_AGGREGATIONS,
     LOG_LEVELS,
     MODE_BACKEND,
     MODE_SAMPLING,
@@ -128,6 +129,7 @@ def build(inputs: Inputs) -> Plan:
         TEMPORALITIES,
         "cumulative",
     )
+    histogram = _histogram_and_config_file(env)
     value, where = layers.get("bsp_max_queue_size")
     queue = env.number(where, value, 2048, int, 1, 1_000_000)
     value, batch_where = layers.get("bsp_max_export_batch_size")
@@ -174,7 +176,28 @@ def build(inputs: Inputs) -> Plan:
         sources=MappingProxyType(dict(layers.sources)),
         problems=tuple(problems),
         log_export=log_export,
+        metrics_histogram_aggregation=histogram,
     )
+
+
+def _histogram_and_config_file(env: E.Env) -> str:
+    """The default histogram aggregation (as the OTLP metric exporters read it); ``OTEL_CONFIG_FILE`` refused."""
+    config_file = env.raw(E.OTEL_CONFIG_FILE)
+    if config_file is not None:
+        env.degrade(
+            E.OTEL_CONFIG_FILE,
+            config_file,
+            "declarative configuration is not supported by floe-otel-distro; the file is not read (the OTEL_* "
+            "and FLOE_* settings apply): unset it, or run upstream's configurator (OTEL_PYTHON_CONFIGURATOR="
+            "configurator with opentelemetry-configuration) to use the file",
+        )
+    histogram = env.choice(
+        E.OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION,
+        env.raw(E.OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION),
+        HISTOGRAM_AGGREGATIONS,
+        "explicit_bucket_histogram",
+    )
+    return histogram or "explicit_bucket_histogram"
 
 
 def _text(value: Any) -> str | None:

@@ -177,7 +177,12 @@ class LazySpanExporter(_Lazy, SpanExporter):
         return True
 
 
-def otlp_exporter(signal: str, spec: ExporterPlan, temporality_preference: str = "cumulative") -> _Lazy:
+def otlp_exporter(
+    signal: str,
+    spec: ExporterPlan,
+    temporality_preference: str = "cumulative",
+    histogram_aggregation: str = "explicit_bucket_histogram",
+) -> _Lazy:
     """A lazy OTLP exporter for ``signal`` as the plan describes it (protocol, endpoint, headers, timeout)."""
     endpoint = spec.endpoint or ""
     headers = dict(spec.headers) or None
@@ -242,10 +247,16 @@ def otlp_exporter(signal: str, spec: ExporterPlan, temporality_preference: str =
     if signal == "traces":
         lazy = LazySpanExporter(signal, shown, build, endpoint, secrets)
     elif signal == "metrics":
-        from floe_otel_distro._lazy_metrics import LazyMetricExporter
+        from floe_otel_distro._lazy_metrics import LazyMetricExporter, histogram_aggregation_of
 
         lazy = LazyMetricExporter(
-            signal, shown, build, temporality_of(temporality_preference), target=endpoint, secrets=secrets
+            signal,
+            shown,
+            build,
+            temporality_of(temporality_preference),
+            target=endpoint,
+            secrets=secrets,
+            aggregation=histogram_aggregation_of(histogram_aggregation),
         )
     else:
         from floe_otel_distro._lazy_logs import LazyLogExporter

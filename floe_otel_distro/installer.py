@@ -84,7 +84,7 @@ def build_exporter(signal: str, spec: ExporterPlan, plan: Plan) -> Any:
     if spec.kind == "otlp":
         from floe_otel_distro.exporters import otlp_exporter
 
-        return otlp_exporter(signal, spec, plan.metrics_temporality)
+        return otlp_exporter(signal, spec, plan.metrics_temporality, plan.metrics_histogram_aggregation)
     if spec.kind == "console":
         return _console(signal)
     return _named(signal, spec.kind)

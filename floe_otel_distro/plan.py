@@ -38,6 +38,7 @@ SAMPLERS = (
 _RATIO_SAMPLERS = ("traceidratio", "parentbased_traceidratio")
 LOG_LEVELS = ("debug", "info", "warning", "warn", "error", "critical")
 TEMPORALITIES = ("cumulative", "delta", "lowmemory")
+HISTOGRAM_AGGREGATIONS = ("explicit_bucket_histogram", "base2_exponential_bucket_histogram")
 PROTOCOLS = ("grpc", "http/protobuf")
 WELL_KNOWN_PORTS = {4317: "grpc", 4318: "http/protobuf"}
 DEFAULT_PROPAGATORS = ("tracecontext", "baggage")
@@ -156,6 +157,8 @@ class Plan:
     #: who exports stdlib log records (one export per record): "floe" (the distro's root-logger handler),
     #: "opentelemetry-instrumentation-logging" (that instrumentation's handler), or "none"
     log_export: str = "floe"
+    #: OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION, as the OTLP metric exporters read it
+    metrics_histogram_aggregation: str = "explicit_bucket_histogram"
 
     @property
     def installs_nothing(self) -> bool:
@@ -217,6 +220,7 @@ class Plan:
             "log_level": self.log_level,
             "log_export": self.log_export,
             "metrics_temporality": self.metrics_temporality,
+            "metrics_histogram_aggregation": self.metrics_histogram_aggregation,
             "lifecycle": {
                 "bsp_max_queue_size": self.bsp_max_queue_size,
                 "bsp_max_export_batch_size": self.bsp_max_export_batch_size,
