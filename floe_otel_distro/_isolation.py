@@ -31,7 +31,7 @@ import itertools
 import os
 import re
 import sys
-from collections.abc import Iterator, MutableSequence
+from collections.abc import Iterator, MutableSequence, Sequence
 from pathlib import Path
 
 DEPS_DIR = "floe-deps"
@@ -98,28 +98,33 @@ def isolate(tree: str, path: MutableSequence[str]) -> str:
 
 
 def _dists(directory: str) -> Iterator[tuple[str, str, Path]]:
-    """(normalised name, version, dist-info dir) of the distributions installed in ``directory``."""
+    """(normalised name, version, metadata dir) of the distributions installed in ``directory``."""
     with contextlib.suppress(OSError):
         for entry in os.scandir(directory):
-            if entry.name.endswith(".dist-info") and entry.is_dir():
-                name, _, version = entry.name[: -len(".dist-info")].partition("-")
-                yield _norm(name), version, Path(entry.path)
+            stem, dot, kind = entry.name.rpartition(".")
+            if dot and kind in ("dist-info", "egg-info"):
+                name, _, version = stem.partition("-")
+                yield _norm(name), version.split("-")[0] or "0", Path(entry.path)
 
 
-def shadowed(deps: str) -> dict[str, tuple[str, str]]:
-    """Packages of the dependency layer the application has its own copy of: name -> (its version, where)."""
-    from importlib.metadata import PackageNotFoundError, distribution
+def shadowed(tree: str, deps: str, path: Sequence[str]) -> dict[str, tuple[str, str]]:
+    """The application's own copies of dependency-layer packages, other versions than ours: name -> (version, where).
 
+    One directory scan per ``path`` entry outside the tree (the first copy found wins, as for imports).
+    """
+    ours = {name: version for name, version, _ in _dists(deps)}
     out: dict[str, tuple[str, str]] = {}
-    for name, _, _ in _dists(deps):
-        try:
-            dist = distribution(name)
-        except PackageNotFoundError:
+    for entry in path:
+        if not entry or _inside(entry, tree) or not os.path.isdir(entry):
             continue
-        where = str(dist.locate_file(""))
-        if not _inside(where, deps):
-            out[name] = (dist.version, where)
-    return out
+        for name, version, _ in _dists(entry):
+            if name in ours and name not in out:
+                out[name] = (version, entry)
+    # the very version the image pins meets every requirement: nothing to check (and no packaging import)
+    return {name: found for name, found in out.items() if found[0] != ours[name]}
+
+
+_REQUIRES = re.compile(r"^Requires-Dist:\s*([A-Za-z0-9][A-Za-z0-9._-]*)(.*)$", re.M)
 
 
 def conflicts(tree: str, theirs: dict[str, tuple[str, str]]) -> list[str]:
@@ -128,7 +133,7 @@ def conflicts(tree: str, theirs: dict[str, tuple[str, str]]) -> list[str]:
         return []
     from packaging.requirements import Requirement
 
-    found = []
+    wanted: dict[str, list[str]] = {}  # requirement text -> the tree's distributions that state it
     for owner, _, info in _dists(tree):
         if owner == _norm(OWN_DISTRIBUTION):
             continue
@@ -136,19 +141,20 @@ def conflicts(tree: str, theirs: dict[str, tuple[str, str]]) -> list[str]:
             metadata = (info / "METADATA").read_text(encoding="utf-8", errors="replace")
         except OSError:
             continue
-        for line in metadata.splitlines():
-            if not line.startswith("Requires-Dist:"):
-                continue
-            try:
-                req = Requirement(line.split(":", 1)[1].strip())
-            except Exception:
-                continue
-            name = _norm(req.name)
-            if name not in theirs or (req.marker is not None and not req.marker.evaluate({"extra": ""})):
-                continue
-            version = theirs[name][0]
-            if not req.specifier.contains(version, prereleases=True):
-                found.append(f"the application's {req.name} {version} does not meet {owner}'s {req}")
+        for match in _REQUIRES.finditer(metadata):
+            if _norm(match.group(1)) in theirs:
+                wanted.setdefault(match.group(1) + match.group(2).rstrip(), []).append(owner)
+    found = []
+    for text, owners in wanted.items():  # each distinct requirement parsed once
+        try:
+            req = Requirement(text)
+        except Exception:
+            continue
+        if req.marker is not None and not req.marker.evaluate({"extra": ""}):
+            continue
+        version = theirs[_norm(req.name)][0]
+        if not req.specifier.contains(version, prereleases=True):
+            found.extend(f"the application's {req.name} {version} does not meet {owner}'s {req}" for owner in owners)
     return sorted(set(found))
 
 
@@ -170,7 +176,7 @@ def _start(tree: str, path: MutableSequence[str]) -> bool:
             detach(tree, path)
         return False
     deps = isolate(tree, path)
-    problems = conflicts(tree, shadowed(deps))
+    problems = conflicts(tree, shadowed(tree, deps, path))
     if problems:
         _line(f"{'; '.join(problems)} (the application's copy is kept); {OFF}")
         if not doctor:

@@ -8,7 +8,7 @@ TARGET=$1
 SRC=$2
 HERE=$3
 PY=${PYTHON:-python}
-PIP="$PY -m pip install --no-cache-dir --disable-pip-version-check --no-compile"
+PIP="$PY -m pip install --no-cache-dir --disable-pip-version-check"
 # 1. the dependency layer: appended after the application's site-packages at start-up (never shadows it)
 $PIP --target "$TARGET/floe-deps" -r "$HERE/requirements-deps.txt"
 # 2. the OpenTelemetry layer, then the floe distro: the top of the tree, which the operator's PYTHONPATH names

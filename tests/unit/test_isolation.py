@@ -88,3 +88,17 @@ def test_start_never_raises(
     monkeypatch.setattr(_isolation, "_start", boom)
     assert _isolation.start(str(tmp_path), []) is False
     assert capsys.readouterr().err.startswith("floe-otel: the auto-instrumentation start-up failed (RuntimeError: bug)")
+
+
+def test_shadowed_finds_the_apps_first_copy_outside_the_tree(tmp_path: Path) -> None:
+    """Only packages of floe-deps count; the first copy on the path (outside the tree) wins, as for imports."""
+    tree = _tree(tmp_path)
+    deps = tree / _isolation.DEPS_DIR
+    _dist(deps, "pydantic", "2.14.4")
+    _dist(deps, "PyYAML", "6.0.4")
+    first, second = tmp_path / "app1", tmp_path / "app2"
+    _dist(first, "pydantic", "1.10.26")
+    _dist(second, "pydantic", "1.9.0")
+    _dist(second, "dagster", "1.13.27")
+    path = [str(tree), str(first), str(second), str(deps)]
+    assert _isolation.shadowed(str(tree), str(deps), path) == {"pydantic": ("1.10.26", str(first))}
