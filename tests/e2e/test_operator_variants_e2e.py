@@ -11,6 +11,8 @@ receives), injected the operator's way from a variant of k8s/operator/instrument
 | pydantic-v1 app | none (the shipped CR, ratio forced to 1) | a venv with pydantic 1.10 and requests 2.28 |
 | wrong Python minor | none | a bare interpreter of another minor than the tree's |
 | doctor | every propagator | bare, ``python -m floe_otel_distro.cli doctor`` |
+| too-old protobuf app | none | a venv with protobuf 4.25 |
+| a sampler the Python SDK lacks | ``sampler: {type: xray}`` | bare |
 """
 
 from __future__ import annotations
@@ -256,3 +258,22 @@ def test_app_dependency_too_old_for_opentelemetry_turns_telemetry_off_not_the_ap
     ]
     assert result.stdout.split() == ["4.25.8", "False"], "the app's protobuf, and the tree taken off sys.path"
     assert not collector.wait_for(lambda c: bool(c.spans() or c.metrics()), timeout=2)
+
+
+@pytest.mark.e2e
+def test_sampler_the_python_sdk_lacks_is_one_line_and_a_fallback(
+    collector: Collector, tmp_path: Path, http_server: tuple[str, list[dict[str, str]]]
+) -> None:
+    """sampler {type: xray} (valid in the CR, not in the Python SDK): one line naming it, spans still arrive."""
+    url, _ = http_server
+    python = bare_python(tmp_path)
+    env = pod_env(variant(sampler={"type": "xray"}), tmp_path, python, collector)
+    env["FLOE_MODE"] = "dev"  # dev's ratio is 1: every span of this run is sampled
+
+    result = run(python, [str(APP), url], env)
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    (line,) = floe_lines(result.stderr)
+    assert line.startswith("floe-otel: OTEL_TRACES_SAMPLER='xray': use one of always_on"), line
+    assert line.endswith("(using parentbased_traceidratio)"), line
+    assert collector.wait_for(lambda c: len([s for s in c.spans() if s["name"] == "GET"]) == 2), result.stderr
