@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from floe_otel_distro.plan import Inputs, Plan, build_plan
 from tests.unit.test_plan import fake_entry_points
 
@@ -40,3 +42,33 @@ def test_otel_config_file_is_refused_with_one_clear_line() -> None:
     assert (problem.severity, problem.where, problem.value) == ("degraded", "OTEL_CONFIG_FILE", "/etc/otel/sdk.yaml")
     assert "not supported" in problem.message and "not read" in problem.message
     assert plan.active  # degrade, don't disable: the variables still apply
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {},
+        {"OTEL_EXPORTER_OTLP_TIMEOUT": "3"},
+        {"OTEL_EXPORTER_OTLP_TIMEOUT": "3", "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT": "7"},
+        {"OTEL_EXPORTER_OTLP_TRACES_TIMEOUT": "0.5", "OTEL_EXPORTER_OTLP_LOGS_TIMEOUT": "20"},
+    ],
+)
+def test_export_timeouts_match_upstreams_exporters(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> None:
+    """OTEL_EXPORTER_OTLP_(SIGNAL_)TIMEOUT (seconds, as the Python exporters read them): the plan's timeout per
+    signal equals what upstream's OTLP/HTTP exporter built from the same environment uses."""
+    from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    for key in ("", "TRACES_", "METRICS_", "LOGS_"):
+        monkeypatch.delenv(f"OTEL_EXPORTER_OTLP_{key}TIMEOUT", raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    plan = build_plan(
+        Inputs({**OTLP, **env, "FLOE_MODE": "prod"}, entry_points=fake_entry_points(), compiled_default=None)
+    )
+    upstream = {"traces": OTLPSpanExporter(), "metrics": OTLPMetricExporter(), "logs": OTLPLogExporter()}
+    for signal, exporter in upstream.items():
+        # 1.44: on the exporter; 1.45: on its OTLP client
+        theirs = exporter._timeout if hasattr(exporter, "_timeout") else exporter._client._timeout
+        assert plan.signals[signal].exporters[0].timeout_s == theirs, signal
