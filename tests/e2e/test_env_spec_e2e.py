@@ -296,10 +296,11 @@ def test_span_and_attribute_limits(side_by_side: Callable[..., Pair]) -> None:
     assert (parent["events"], parent["links"], parent["dropped_events"], parent["dropped_links"]) == (1, 1, 2, 2)
 
 
-def test_attribute_count_limit_counts_floe_attributes(side_by_side: Callable[..., Pair]) -> None:
-    """OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT=6: the application's attributes are kept alike; floe's four floe.*
-    span attributes count toward the limit and, set first, are the first evicted (documented difference)."""
-    pair = side_by_side(lambda c: {"OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT": "6"})
+@pytest.mark.parametrize("variable", ["OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", "OTEL_ATTRIBUTE_COUNT_LIMIT"])
+def test_attribute_count_limit_counts_floe_attributes(side_by_side: Callable[..., Pair], variable: str) -> None:
+    """A count limit of 6: the application's attributes are kept alike; floe's four floe.* span attributes
+    count toward the limit and, set first, are the first evicted (documented difference)."""
+    pair = side_by_side(lambda c: {variable: "6"})
     _same_signals(pair)
     assert pair.floe.spans["parent"]["attributes"] == {f"a{i}": "abcdefgh" for i in range(5)}
     assert pair.floe.floe_span_attributes["parent"] == 1  # 6 slots - 5 of the application's
