@@ -83,7 +83,8 @@ def _venv(name: str, wheel: Path, before: list[str], with_wheel: list[str]) -> t
     venv = CACHE / f"{name}-{h.hexdigest()[:12]}"
     log = venv / "install.log"
     if not log.exists():
-        shutil.rmtree(venv, ignore_errors=True)
+        for stale in CACHE.glob(f"{name}-*"):  # built from older sources
+            shutil.rmtree(stale, ignore_errors=True)
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
         output = ""
         if before:
