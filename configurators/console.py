@@ -1,11 +1,12 @@
-"""The ``console`` backend (dev default): a readable trace tree on stderr, no collector needed.
+"""The ``console`` backend (dev default): a picture of each trace on stderr, no collector needed.
 
-Spans are buffered per trace and printed as a tree (parent/child indentation, durations, status and
-key attributes) when the trace's local root ends; anything left is printed at shutdown.
+Spans are buffered per trace and printed (a tree with a waterfall, see ``_tree``) when the trace's local
+root ends; anything left is printed at shutdown. Quiet when dbt runs with ``-q``/``--quiet``.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 from collections.abc import Mapping, Sequence
@@ -14,81 +15,39 @@ from typing import IO, Any, ClassVar
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
-from opentelemetry.trace import StatusCode
 
 from floe_otel_distro.plugin import TelemetryBackendPlugin
 
-_FLOE_KEYS = frozenset({"floe.namespace", "floe.product.name", "floe.product.version", "floe.mode"})
-_MAX_ATTRS = 4
+from ._tree import WIDTH, human_duration, render
+
+__all__ = ["ConsoleBackend", "ConsoleTreeExporter", "human_duration", "render_tree"]
+
+def render_tree(spans: Sequence[ReadableSpan], *, width: int = WIDTH, color: bool = False) -> str:
+    """The spans of one trace as a tree with a waterfall (see ``_tree``)."""
+    text: str = render(spans, width=width, color=color)
+    return text
 
 
-def _duration(span: ReadableSpan) -> str:
-    ns = (span.end_time or 0) - (span.start_time or 0)
-    if ns >= 1_000_000_000:
-        return f"{ns / 1e9:.2f}s"
-    if ns >= 1_000_000:
-        return f"{ns / 1e6:.1f}ms"
-    return f"{ns / 1e3:.0f}µs"
+def wants_color(out: IO[str], environ: Mapping[str, str] = os.environ) -> bool:
+    """Colour on a terminal unless ``NO_COLOR`` is set (https://no-color.org) or ``TERM=dumb``."""
+    if "NO_COLOR" in environ or environ.get("TERM") == "dumb":
+        return False
+    try:
+        return bool(out.isatty())
+    except Exception:
+        return False
 
 
-def _status(span: ReadableSpan) -> str:
-    code = span.status.status_code
-    if code is StatusCode.ERROR:
-        return "ERROR" + (f": {span.status.description}" if span.status.description else "")
-    attributes = span.attributes or {}
-    if any(k.endswith(".skipped") and v is True for k, v in attributes.items()) or "skipped" in (
-        attributes.get("dbt.node.status"),
-        attributes.get("dagster.status"),
-    ):
-        return "SKIPPED"
-    return "OK" if code is StatusCode.OK else "-"
-
-
-_NOISY_SUFFIXES = (".name", ".unique_id", ".resource_type", ".args", ".adapter_response", ".version")
-
-
-def _key_attributes(span: ReadableSpan) -> str:
-    """A few short attributes worth a glance (identity already shown by the span name is left out)."""
-    items = [
-        (k, v)
-        for k, v in (span.attributes or {}).items()
-        if k not in _FLOE_KEYS and not k.endswith(_NOISY_SUFFIXES) and len(str(v)) <= 40
-    ]
-    shown = " ".join(f"{k}={v!s}" for k, v in items[:_MAX_ATTRS])
-    if len(items) > _MAX_ATTRS:
-        shown += f" (+{len(items) - _MAX_ATTRS})"
-    return shown
-
-
-def render_tree(spans: Sequence[ReadableSpan]) -> str:
-    """The spans of one trace as an indented tree, children ordered by start time."""
-    by_id = {s.context.span_id: s for s in spans if s.context is not None}
-    children: dict[int | None, list[ReadableSpan]] = {}
+def quiet(spans: Sequence[ReadableSpan]) -> bool:
+    """dbt run with ``-q``/``--quiet``: print nothing (dbt's own output is silenced too)."""
     for span in spans:
-        parent = span.parent.span_id if span.parent is not None else None
-        key = parent if parent in by_id else None
-        children.setdefault(key, []).append(span)
-    for group in children.values():
-        group.sort(key=lambda s: s.start_time or 0)
-    first = spans[0]
-    trace_id = f"{first.context.trace_id:032x}" if first.context else "?"
-    res = first.resource.attributes if first.resource else {}
-    lines = [f"trace {trace_id}  service={res.get('service.name')!s} mode={res.get('floe.mode')!s}"]
-
-    def walk(span: ReadableSpan, prefix: str, last: bool) -> None:
-        branch = "└─ " if last else "├─ "
-        attrs = _key_attributes(span)
-        lines.append(
-            f"{prefix}{branch}{span.name}  {_duration(span)}  {_status(span)}" + (f"  {attrs}" if attrs else "")
-        )
-        kids = children.get(span.context.span_id if span.context else None, [])
-        for i, kid in enumerate(kids):
-            walk(kid, prefix + ("   " if last else "│  "), i == len(kids) - 1)
-
-    roots = children.get(None, [])
-    for i, root in enumerate(roots):
-        walk(root, "", i == len(roots) - 1)
-    return "\n".join(lines)
+        args = (span.attributes or {}).get("dbt.args")
+        if args is None:
+            continue
+        words = [str(a) for a in args] if isinstance(args, (list, tuple)) else str(args).replace("=", " ").split()
+        if "-q" in words or "--quiet" in words or "quiet: True" in str(args):
+            return True
+    return False
 
 
 class ConsoleTreeExporter(SpanExporter):
@@ -110,8 +69,14 @@ class ConsoleTreeExporter(SpanExporter):
                 if span.parent is None or span.parent.is_remote:
                     ready.append(self._pending.pop(span.context.trace_id))
         for trace_spans in ready:
-            self._write(render_tree(trace_spans))
+            self._print(trace_spans)
         return SpanExportResult.SUCCESS
+
+    def _print(self, spans: Sequence[ReadableSpan]) -> None:
+        if quiet(spans):
+            return
+        out = self._out or sys.stderr
+        self._write(render_tree(spans, color=wants_color(out)))
 
     def _write(self, text: str) -> None:
         out = self._out or sys.stderr
@@ -126,7 +91,7 @@ class ConsoleTreeExporter(SpanExporter):
             left = list(self._pending.values())
             self._pending.clear()
         for trace_spans in left:
-            self._write(render_tree(trace_spans))
+            self._print(trace_spans)
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return True

@@ -1,81 +1,198 @@
-"""Console backend: the trace tree (indentation, order, durations, status), when it is printed, leftovers."""
+"""Console backend: the picture of a trace (golden files), when it is printed, quiet mode, colour, leftovers.
+
+Golden files live in ``tests/data/console/``; regenerate one after a deliberate change with
+``FLOE_UPDATE_GOLDEN=1 pytest tests/unit/test_console.py`` and review the diff.
+"""
 
 from __future__ import annotations
 
 import io
-from types import SimpleNamespace
+import os
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import NonRecordingSpan, SpanContext, Status, StatusCode, TraceFlags
 
-from configurators.console import ConsoleTreeExporter, _duration, render_tree
+from configurators.console import ConsoleTreeExporter, human_duration, quiet, render_tree, wants_color
 
 T0 = 1_700_000_000_000_000_000  # ns
 MS = 1_000_000
+GOLDEN = Path(__file__).resolve().parents[1] / "data" / "console"
+TRACE_ID = 0x5827DD3B468B3D2A314478A53217077D
+
+
+def child_of(parent: trace.Span) -> Context:
+    return trace.set_span_in_context(parent)
+
+
+def spans_of(build: Callable[[trace.Tracer], None], resource: dict[str, str] | None = None) -> list[ReadableSpan]:
+    """Run ``build`` against a tracer with a fixed trace id; return the finished spans."""
+    memory = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource(resource or {"service.name": "jaffle", "floe.mode": "dev"}))
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    remote = SpanContext(TRACE_ID, 0x1, True, TraceFlags(1))
+    tracer = provider.get_tracer("test")
+    with trace.use_span(NonRecordingSpan(remote)):
+        build(tracer)
+    return list(memory.get_finished_spans())
+
+
+def dbt_build(tracer: trace.Tracer) -> None:
+    """A dbt build: 3 seeds in parallel, models after them, a failing test, a skipped model, a long name."""
+    root = tracer.start_span("dbt build", start_time=T0, attributes={"dbt.command": "build"})
+    ctx = child_of(root)
+    for i, name in enumerate(("raw_customers", "raw_orders", "raw_payments")):
+        tracer.start_span(
+            f"dbt.node.seed {name}",
+            context=ctx,
+            start_time=T0 + 100 * MS + i * MS,
+            attributes={"dbt.node.status": "success", "dbt.node.rows_affected": 6 + i},
+        ).end(end_time=T0 + 400 * MS + i * 10 * MS)
+    tracer.start_span(
+        "dbt.node.model stg_orders", context=ctx, start_time=T0 + 420 * MS, attributes={"dbt.node.status": "success"}
+    ).end(end_time=T0 + 900 * MS)
+    slow = tracer.start_span(
+        "dbt.node.model orders_enriched_with_customers_and_payments_for_finance",
+        context=ctx,
+        start_time=T0 + 905 * MS,
+        attributes={"dbt.node.status": "success"},
+    )
+    slow.end(end_time=T0 + 2_400 * MS)
+    failing = tracer.start_span(
+        "dbt.node.test assert_order_amounts_positive",
+        context=ctx,
+        start_time=T0 + 910 * MS,
+        attributes={"dbt.node.failures": 1},
+    )
+    failing.set_status(
+        Status(
+            StatusCode.ERROR,
+            "Got 1 result, configured to fail if != 0\n  in test assert_order"
+            "_amounts_positive (tests/assert_order_amounts_positive.sql)\n  compiled: target/x.sql",
+        )
+    )
+    failing.end(end_time=T0 + 1_010 * MS)
+    tracer.start_span(
+        "dbt.node.model customer_revenue",
+        context=ctx,
+        start_time=T0 + 1_020 * MS,
+        attributes={"dbt.node.status": "skipped", "dbt.node.skipped": True},
+    ).end(end_time=T0 + 1_021 * MS)
+    warned = tracer.start_span(
+        "dbt.node.test not_null_orders_amount",
+        context=ctx,
+        start_time=T0 + 2_401 * MS,
+        attributes={"dbt.node.status": "warn", "dbt.node.failures": 2},
+    )
+    warned.end(end_time=T0 + 2_450 * MS)
+    root.set_status(Status(StatusCode.ERROR, "dbt build: 1 node(s) failed"))
+    root.end(end_time=T0 + 2_500 * MS)
+
+
+def golden(name: str, text: str) -> None:
+    path = GOLDEN / f"{name}.txt"
+    if os.environ.get("FLOE_UPDATE_GOLDEN"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text + "\n")
+    assert text + "\n" == path.read_text()
+
+
+def test_golden_dbt_build() -> None:
+    """Parallel seeds, the critical path, a multi-line failure, a skip, a warning, a long name, rows."""
+    golden("dbt_build", render_tree(spans_of(dbt_build)))
+
+
+def test_golden_dbt_build_in_colour() -> None:
+    """The same picture with ANSI colours for statuses (and only there)."""
+    golden("dbt_build_color", render_tree(spans_of(dbt_build), color=True))
+
+
+def test_golden_single_span_and_unknown_service() -> None:
+    """One span, no product name: the header falls back to the program's name, no legend line."""
+
+    def one(tracer: trace.Tracer) -> None:
+        tracer.start_span("job", start_time=T0).end(end_time=T0 + 412_000)
+
+    text = render_tree(spans_of(one, {"service.name": "unknown_service:python", "floe.mode": "prod"}))
+    header = text.splitlines()[0]
+    assert "service=unknown_service" not in header
+    golden("single_span", text.replace(header.split("service=", 1)[1].split("  ", 1)[0], "PROGRAM"))
+
+
+def test_every_line_fits_120_columns() -> None:
+    """No line is wider than the terminal width the picture is made for."""
+    text = render_tree(spans_of(dbt_build))
+    assert max(len(line) for line in text.splitlines()) <= 120
+
+
+@pytest.mark.parametrize(
+    ("ns", "shown"),
+    [
+        (0, "0µs"),
+        (412_000, "412µs"),
+        (1_300_000, "1.3ms"),
+        (12_400_000, "12ms"),
+        (999_000_000, "999ms"),
+        (1_340_000_000, "1.3s"),
+        (42_400_000_000, "42s"),
+        (185_000_000_000, "3m05s"),
+    ],
+)
+def test_human_durations(ns: int, shown: str) -> None:
+    """Two or three significant figures, minutes past 60 s."""
+    assert human_duration(ns) == shown
+
+
+def test_quiet_under_dbt_q() -> None:
+    """dbt -q / --quiet: the console prints nothing."""
+
+    def with_args(args: list[str]) -> Callable[[trace.Tracer], None]:
+        def build(tracer: trace.Tracer) -> None:
+            tracer.start_span("dbt build", attributes={"dbt.args": args}).end()
+
+        return build
+
+    assert quiet(spans_of(with_args(["build", "-q"])))
+    assert quiet(spans_of(with_args(["--quiet", "build"])))
+    assert not quiet(spans_of(with_args(["build", "--select", "q"])))
+
+
+def test_colour_only_on_a_terminal_without_no_color() -> None:
+    """NO_COLOR and TERM=dumb switch colour off; a plain stream never gets it."""
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    assert wants_color(Tty(), {})
+    assert not wants_color(Tty(), {"NO_COLOR": ""})
+    assert not wants_color(Tty(), {"TERM": "dumb"})
+    assert not wants_color(io.StringIO(), {})
 
 
 @pytest.fixture
 def out() -> io.StringIO:
-    """Where the exporter writes."""
     return io.StringIO()
 
 
 @pytest.fixture
 def tracer(out: io.StringIO) -> trace.Tracer:
-    """A tracer whose spans go straight (SimpleSpanProcessor) to a ConsoleTreeExporter writing to ``out``."""
     provider = TracerProvider(resource=Resource({"service.name": "jaffle", "floe.mode": "prod"}))
     provider.add_span_processor(SimpleSpanProcessor(ConsoleTreeExporter(out)))
     return provider.get_tracer("test")
 
 
-def child_of(parent: trace.Span) -> Context:
-    """A context whose current span is ``parent``."""
-    return trace.set_span_in_context(parent)
-
-
-def test_tree_rendering(tracer: trace.Tracer, out: io.StringIO) -> None:
-    """Children are indented under their parent, ordered by start time, with durations and status."""
-    root = tracer.start_span("dbt build", start_time=T0, attributes={"dbt.command": "build", "floe.mode": "prod"})
-    late = tracer.start_span("model.orders", context=child_of(root), start_time=T0 + 5 * MS)
-    early = tracer.start_span("seed.raw", context=child_of(root), start_time=T0 + 1 * MS, attributes={"rows": 3})
-    grandchild = tracer.start_span("sql", context=child_of(early), start_time=T0 + 1 * MS + 100_000)
-    grandchild.end(end_time=T0 + 1 * MS + 350_000)
-    early.set_status(Status(StatusCode.OK))
-    early.end(end_time=T0 + 2_500_000)
-    late.set_status(Status(StatusCode.ERROR, "relation does not exist"))
-    late.end(end_time=T0 + 15 * MS)
-    assert out.getvalue() == ""  # nothing until the local root ends
-    root.end(end_time=T0 + 2_500 * MS)
-    trace_id = f"{root.get_span_context().trace_id:032x}"
-    assert out.getvalue().splitlines() == [
-        f"trace {trace_id}  service=jaffle mode=prod",
-        "└─ dbt build  2.50s  -  dbt.command=build",
-        "   ├─ seed.raw  1.5ms  OK  rows=3",
-        "   │  └─ sql  250µs  -",
-        "   └─ model.orders  10.0ms  ERROR: relation does not exist",
-    ]
-
-
-def test_error_without_description(tracer: trace.Tracer, out: io.StringIO) -> None:
-    """An ERROR status without description prints as plain ERROR."""
-    span = tracer.start_span("failing", start_time=T0)
-    span.set_status(Status(StatusCode.ERROR))
-    span.end(end_time=T0 + 2 * MS)
-    assert out.getvalue().splitlines()[1] == "└─ failing  2.0ms  ERROR"
-
-
-def test_key_attributes_are_capped_and_floe_attributes_hidden(tracer: trace.Tracer, out: io.StringIO) -> None:
-    """At most four non-floe attributes are shown, the rest counted."""
-    attrs = {f"a{i}": i for i in range(6)}
-    attrs.update({"floe.namespace": "n", "floe.product.name": "p", "floe.product.version": "v"})
-    tracer.start_span("many", start_time=T0, attributes=attrs).end(end_time=T0 + MS)
-    assert out.getvalue().splitlines()[1] == "└─ many  1.0ms  -  a0=0 a1=1 a2=2 a3=3 (+2)"
+def _names(text: str) -> list[str]:
+    """The span names of a rendered picture, in order (the tree drawing and columns stripped)."""
+    rows = [line for line in text.splitlines()[1:] if "─ " in line]
+    return [row.split("─ ", 1)[1][:46].split("  ")[0].strip() for row in rows]
 
 
 def test_each_trace_is_printed_when_its_local_root_ends(tracer: trace.Tracer, out: io.StringIO) -> None:
@@ -85,37 +202,25 @@ def test_each_trace_is_printed_when_its_local_root_ends(tracer: trace.Tracer, ou
     tracer.start_span("first.child", context=child_of(first), start_time=T0).end(end_time=T0 + MS)
     tracer.start_span("second.child", context=child_of(second), start_time=T0).end(end_time=T0 + MS)
     second.end(end_time=T0 + 2 * MS)
-    printed = out.getvalue()
-    assert "second" in printed and "second.child" in printed
-    assert "first" not in printed
+    assert _names(out.getvalue()) == ["second", "second.child"]
     first.end(end_time=T0 + 3 * MS)
-    lines = out.getvalue().splitlines()
-    assert [line for line in lines if not line.startswith("trace ")] == [
-        "└─ second  2.0ms  -",
-        "   └─ second.child  1.0ms  -",
-        "└─ first  3.0ms  -",
-        "   └─ first.child  1.0ms  -",
-    ]
-    assert sum(line.startswith("trace ") for line in lines) == 2
+    assert _names(out.getvalue()) == ["second", "second.child", "first", "first.child"]
+    assert sum(line.startswith("trace ") for line in out.getvalue().splitlines()) == 2
 
 
 def test_span_with_remote_parent_is_a_local_root(tracer: trace.Tracer, out: io.StringIO) -> None:
     """A span continuing a remote trace (e.g. from TRACEPARENT) is printed when it ends."""
     remote = SpanContext(0x4BF92F3577B34DA6A3CE929D0E0E4736, 0x00F067AA0BA902B7, True, TraceFlags(1))
-    ctx = trace.set_span_in_context(NonRecordingSpan(remote))
-    job = tracer.start_span("job", context=ctx, start_time=T0)
+    job = tracer.start_span("job", context=trace.set_span_in_context(NonRecordingSpan(remote)), start_time=T0)
     tracer.start_span("step", context=child_of(job), start_time=T0).end(end_time=T0 + MS)
     assert out.getvalue() == ""
     job.end(end_time=T0 + 4 * MS)
-    assert out.getvalue().splitlines() == [
-        "trace 4bf92f3577b34da6a3ce929d0e0e4736  service=jaffle mode=prod",
-        "└─ job  4.0ms  -",
-        "   └─ step  1.0ms  -",
-    ]
+    assert out.getvalue().startswith("trace 4bf92f3577b34da6a3ce929d0e0e4736  service=jaffle  mode=prod  4.0ms")
+    assert _names(out.getvalue()) == ["job", "step"]
 
 
 def test_leftovers_are_printed_at_shutdown(out: io.StringIO) -> None:
-    """Spans whose root never ended are printed at shutdown, the orphans as top-level entries."""
+    """Spans whose root never ended are printed at shutdown, the orphans as top-level entries, once."""
     provider = TracerProvider(resource=Resource({"service.name": "jaffle"}))
     exporter = ConsoleTreeExporter(out)
     provider.add_span_processor(SimpleSpanProcessor(exporter))
@@ -125,21 +230,20 @@ def test_leftovers_are_printed_at_shutdown(out: io.StringIO) -> None:
     tracer.start_span("b", context=child_of(root), start_time=T0).end(end_time=T0 + 3 * MS)
     assert out.getvalue() == ""
     provider.shutdown()
-    lines = out.getvalue().splitlines()
-    assert lines[0].startswith(f"trace {root.get_span_context().trace_id:032x}  service=jaffle")
-    assert lines[1:] == ["├─ b  3.0ms  -", "└─ a  1.0ms  -"]
-    exporter.shutdown()  # a second shutdown prints nothing more
-    assert out.getvalue().splitlines() == lines
+    assert _names(out.getvalue()) == ["b", "a"]
+    printed = out.getvalue()
+    exporter.shutdown()
+    assert out.getvalue() == printed
 
 
 def test_writes_to_stderr_by_default(capsys: pytest.CaptureFixture[str]) -> None:
-    """Without an explicit stream the tree goes to stderr, never stdout."""
+    """Without an explicit stream the picture goes to stderr, never stdout."""
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(ConsoleTreeExporter()))
     provider.get_tracer("t").start_span("hello", start_time=T0).end(end_time=T0 + MS)
     captured = capsys.readouterr()
     assert captured.out == ""
-    assert "└─ hello  1.0ms  -" in captured.err
+    assert "└─ hello" in captured.err
 
 
 def test_a_broken_stream_never_raises() -> None:
@@ -149,48 +253,3 @@ def test_a_broken_stream_never_raises() -> None:
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(ConsoleTreeExporter(stream)))
     provider.get_tracer("t").start_span("x").end()
-
-
-@pytest.mark.parametrize(
-    ("ns", "shown"),
-    [
-        (0, "0µs"),
-        (999, "1µs"),
-        (250_000, "250µs"),
-        (1_000_000, "1.0ms"),
-        (1_500_000, "1.5ms"),
-        (999_900_000, "999.9ms"),
-        (1_000_000_000, "1.00s"),
-        (75_250_000_000, "75.25s"),
-    ],
-)
-def test_duration_format(ns: int, shown: str) -> None:
-    """Durations use µs below 1 ms, ms below 1 s, s above."""
-    assert _duration(SimpleNamespace(start_time=T0, end_time=T0 + ns)) == shown  # type: ignore[arg-type]
-
-
-def test_render_tree_of_spans_without_root() -> None:
-    """render_tree treats spans whose parent is missing as roots, ordered by start time."""
-    provider = TracerProvider()
-    memory = InMemorySpanExporter()
-    provider.add_span_processor(SimpleSpanProcessor(memory))
-    t = provider.get_tracer("t")
-    root = t.start_span("root", start_time=T0)
-    t.start_span("z", context=child_of(root), start_time=T0 + 2 * MS).end(end_time=T0 + 3 * MS)
-    t.start_span("y", context=child_of(root), start_time=T0 + MS).end(end_time=T0 + 3 * MS)
-    text = render_tree(memory.get_finished_spans())
-    assert text.splitlines()[1:] == ["├─ y  2.0ms  -", "└─ z  1.0ms  -"]
-
-
-def test_skipped_nodes_are_marked_in_the_tree() -> None:
-    """A span marked skipped by an instrumentor (dbt/Dagster) shows SKIPPED instead of a bare dash."""
-    memory = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(memory))
-    tracer = provider.get_tracer("t")
-    with tracer.start_as_current_span("dbt build"):
-        tracer.start_span("dbt.node.model a", attributes={"dbt.node.skipped": True, "dbt.node.status": "skipped"}).end()
-        tracer.start_span("dbt.node.model b", attributes={"dbt.node.status": "success"}).end()
-    lines = render_tree(memory.get_finished_spans()).splitlines()
-    assert any("dbt.node.model a" in line and "SKIPPED" in line for line in lines)
-    assert any("dbt.node.model b" in line and "SKIPPED" not in line for line in lines)
