@@ -469,7 +469,7 @@ def write(line: str) -> None:
 def queues(exporter: object, providers: Sequence[Any]) -> list[Any]:
     """The queues (deques) of the SDK batch processors that feed ``exporter`` (empty if it cannot be known).
 
-    Private SDK names (1.45: ``BatchSpanProcessor._batch_processor._queue``/``._exporter``, the tracer
+    Private SDK names (1.44 and 1.45: ``BatchSpanProcessor._batch_processor._queue``/``._exporter``, the tracer
     provider's ``_active_span_processor._span_processors``, the logger provider's
     ``_multi_log_record_processor._log_record_processors``): there is no public queue length. Isolated
     here, read only, and any change upstream makes this return nothing (the loss is then undercounted,
