@@ -1,0 +1,256 @@
+"""Collector configs for the tiered (scale-out) layout: node agents → load balancing by trace id → gateways.
+
+``floe-otel collector-config --tier agent|gateway`` prints these; ``--tier single`` (the default) is the one
+gateway of ``cli.collector_config``. See ``docs/scale-out.md`` for the topology, sizing and failure modes.
+
+- **agent** (a DaemonSet, one per node): OTLP receivers bound to the pod IP, ``memory_limiter`` →
+  ``k8sattributes`` (pod metadata, filtered to its own node) → ``batch`` → the ``load_balancing`` exporter,
+  which routes every span of a trace to the same gateway (``routing_key: traceID``). Gateways are found
+  through the headless Service (k8s resolver, the default; DNS or a static list are the alternatives).
+  Metrics and logs are not tail-sampled: the agent sends them to the gateway Service over plain OTLP.
+- **gateway** (a Deployment behind the headless Service): OTLP receiver → ``memory_limiter`` →
+  ``tail_sampling`` (keep every trace with an error, every trace rooted in a pipeline run, every trace slower
+  than the latency threshold, and a probabilistic share of the rest: the mode's head-sampling ratio) →
+  ``batch`` → the backend plugin's exporter(s), each with a sending queue and retries sized below.
+
+Every address and port is an ``${env:NAME:-default}`` placeholder, so the same generated file runs in a pod
+(``MY_POD_IP`` from the Downward API) and on loopback ports in the tests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from floe_otel_distro.plan import MODE_SAMPLING
+
+TIERS = ("single", "agent", "gateway")
+RESOLVERS = ("k8s", "dns", "static")
+
+#: span attributes the distro sets on a pipeline run's root span (dbt invocation, Dagster run):
+#: ``floe.pipeline.id`` (dbt: the invocation id; Dagster: the run id) and ``dbt.command`` (dbt only)
+PIPELINE_ATTRIBUTES = ("floe.pipeline.id", "dbt.command")
+
+_HOST = "${env:MY_POD_IP:-0.0.0.0}"
+
+# --- sizing (docs/scale-out.md "Sizing") ---------------------------------------------------------------------
+#: the agent's per-gateway sending queue, in batches (of <= 8192 spans from the batch processor): at the
+#: measured ~20k spans/s per agent this rides out ~15 s of one gateway being slow before refusing data
+AGENT_QUEUE_BATCHES = 64
+#: the gateway's exporter queue, in batches: ~1 min of a 1k-span/s sampled output stream while the backend
+#: is down (retries give up after 5 min; data then counts in otelcol_exporter_send_failed_spans)
+GATEWAY_QUEUE_BATCHES = 1000
+#: how long the gateway waits after a trace's first span before deciding (longest expected span gap)
+DECISION_WAIT = "10s"
+#: traces held in memory awaiting a decision: >= spans/s ÷ spans/trace × decision_wait, with headroom
+NUM_TRACES = 100_000
+LATENCY_THRESHOLD_MS = 5_000
+
+
+@dataclass(frozen=True)
+class TierOptions:
+    """How the tiered configs are generated (the CLI's flags)."""
+
+    #: how the agent finds the gateways: k8s (EndpointSlices of the headless Service), dns, static
+    resolver: str = "k8s"
+    #: the gateways' headless Service (``name.namespace``)
+    gateway_service: str = "otel-gateway-headless.observability"
+    #: the plain (non-headless) gateway Service, for metrics and logs from the agent
+    gateway_endpoint: str = "${env:FLOE_GATEWAY_OTLP_ENDPOINT:-otel-gateway.observability.svc.cluster.local:4317}"
+    #: with ``resolver="static"``: ``host:port`` entries, or one ``${env:...}`` placeholder holding a YAML list
+    static_gateways: tuple[str, ...] = ("${env:FLOE_GATEWAY_ENDPOINTS}",)
+    #: run k8sattributes in the agent (off only where no Kubernetes API is reachable, e.g. the local proof)
+    k8sattributes: bool = True
+    #: the gateway's share of traces that are not errors / pipeline runs / slow (default: the mode's ratio)
+    sampling_ratio: float | None = None
+    decision_wait: str = "${env:FLOE_TAIL_DECISION_WAIT:-" + DECISION_WAIT + "}"
+    latency_threshold_ms: int = LATENCY_THRESHOLD_MS
+
+
+def _receivers() -> dict[str, Any]:
+    return {
+        "otlp": {
+            "protocols": {
+                "grpc": {"endpoint": f"{_HOST}:${{env:FLOE_OTLP_GRPC_PORT:-4317}}"},
+                "http": {"endpoint": f"{_HOST}:${{env:FLOE_OTLP_HTTP_PORT:-4318}}"},
+            }
+        }
+    }
+
+
+def _base(role: str) -> dict[str, Any]:
+    return {
+        "extensions": {"health_check": {"endpoint": f"{_HOST}:${{env:FLOE_HEALTH_PORT:-13133}}"}},
+        "receivers": _receivers(),
+        "processors": {
+            "memory_limiter": {"check_interval": "1s", "limit_percentage": 80, "spike_limit_percentage": 25},
+            "batch": {"send_batch_size": 8192, "send_batch_max_size": 8192, "timeout": "200ms"},
+        },
+        "service": {
+            "extensions": ["health_check"],
+            # the collector's own metrics (accepted / refused / sent / send_failed / queue size) for Prometheus;
+            # the scale-out proof reads exactly these to account for every span
+            "telemetry": {
+                "resource": {"floe.collector.tier": role},
+                "metrics": {
+                    "level": "detailed",
+                    "readers": [
+                        {
+                            "pull": {
+                                "exporter": {
+                                    "prometheus": {
+                                        "host": "${env:MY_POD_IP:-0.0.0.0}",
+                                        "port": "${env:FLOE_METRICS_PORT:-8888}",
+                                        "without_scope_info": True,
+                                        "without_type_suffix": False,
+                                        "without_units": True,
+                                    }
+                                }
+                            }
+                        }
+                    ],
+                },
+            },
+        },
+    }
+
+
+def _retry(max_elapsed: str) -> dict[str, Any]:
+    return {"enabled": True, "initial_interval": "1s", "max_interval": "10s", "max_elapsed_time": max_elapsed}
+
+
+def agent_config(options: TierOptions | None = None) -> dict[str, Any]:
+    """The node agent's config (independent of the backend: the gateways export)."""
+    opts = options or TierOptions()
+    config = _base("agent")
+    processors = config["processors"]
+    if opts.k8sattributes:
+        processors["k8sattributes"] = {
+            # only this node's pods: the DaemonSet sets KUBE_NODE_NAME from spec.nodeName
+            "filter": {"node_from_env_var": "KUBE_NODE_NAME"},
+            "pod_association": [
+                {"sources": [{"from": "resource_attribute", "name": "k8s.pod.uid"}]},
+                {"sources": [{"from": "resource_attribute", "name": "k8s.pod.ip"}]},
+                {"sources": [{"from": "connection"}]},
+            ],
+            "extract": {
+                "metadata": [
+                    "k8s.namespace.name",
+                    "k8s.pod.name",
+                    "k8s.pod.uid",
+                    "k8s.node.name",
+                    "k8s.deployment.name",
+                    "k8s.job.name",
+                    "k8s.cronjob.name",
+                ],
+                "otel_annotations": True,
+            },
+        }
+    if opts.resolver == "k8s":
+        resolver: dict[str, Any] = {"k8s": {"service": opts.gateway_service, "ports": [4317], "timeout": "10s"}}
+    elif opts.resolver == "dns":
+        host = opts.gateway_service
+        if "." in host and not host.endswith(".svc.cluster.local"):
+            host = f"{host}.svc.cluster.local"
+        resolver = {"dns": {"hostname": host, "port": 4317, "interval": "5s", "timeout": "1s"}}
+    elif opts.resolver == "static":
+        hostnames: Any = list(opts.static_gateways)
+        if len(hostnames) == 1 and hostnames[0].startswith("${env:"):
+            hostnames = hostnames[0]  # one placeholder holding a YAML list: [host:port, ...]
+        resolver = {"static": {"hostnames": hostnames}}
+    else:
+        msg = f"unknown resolver {opts.resolver!r} (one of {', '.join(RESOLVERS)})"
+        raise ValueError(msg)
+    config["exporters"] = {
+        "load_balancing": {
+            "routing_key": "traceID",
+            # resiliency level 1: when a gateway's delivery gives up, the batch comes back here and is routed
+            # again over the *current* ring, so a gateway that left the EndpointSlice is skipped
+            "retry_on_failure": _retry("60s"),
+            "sending_queue": {"enabled": True, "num_consumers": 4, "queue_size": AGENT_QUEUE_BATCHES,
+                              "sizer": "requests"},
+            "timeout": "10s",
+            "protocol": {
+                "otlp": {
+                    "tls": {"insecure": True},
+                    "timeout": "5s",
+                    "compression": "gzip",
+                    # resiliency level 2 (per gateway): ride out a blip, then hand back to level 1 quickly
+                    "retry_on_failure": {"enabled": True, "initial_interval": "200ms", "max_interval": "1s",
+                                         "max_elapsed_time": "3s"},
+                    "sending_queue": {"enabled": True, "num_consumers": 4, "queue_size": AGENT_QUEUE_BATCHES,
+                                      "sizer": "requests"},
+                }
+            },
+            "resolver": resolver,
+        },
+        "otlp_grpc/gateway": {
+            "endpoint": opts.gateway_endpoint,
+            "tls": {"insecure": True},
+            "compression": "gzip",
+            "retry_on_failure": _retry("60s"),
+            "sending_queue": {"enabled": True, "num_consumers": 4, "queue_size": AGENT_QUEUE_BATCHES,
+                              "sizer": "requests"},
+        },
+    }
+    chain = ["memory_limiter", *(["k8sattributes"] if opts.k8sattributes else []), "batch"]
+    config["service"]["pipelines"] = {
+        "traces": {"receivers": ["otlp"], "processors": chain, "exporters": ["load_balancing"]},
+        "metrics": {"receivers": ["otlp"], "processors": chain, "exporters": ["otlp_grpc/gateway"]},
+        "logs": {"receivers": ["otlp"], "processors": chain, "exporters": ["otlp_grpc/gateway"]},
+    }
+    return config
+
+
+def tail_sampling_policies(ratio: float, latency_threshold_ms: int) -> list[dict[str, Any]]:
+    """The gateway's policies: a trace is kept when any one of them says so."""
+    return [
+        {"name": "errors", "type": "status_code", "status_code": {"status_codes": ["ERROR"]}},
+        *(
+            {
+                "name": f"pipeline-runs-{key}",
+                "type": "string_attribute",
+                "string_attribute": {"key": key, "values": [".+"], "enabled_regex_matching": True},
+            }
+            for key in PIPELINE_ATTRIBUTES
+        ),
+        {"name": "slow", "type": "latency", "latency": {"threshold_ms": latency_threshold_ms}},
+        {"name": "share-of-the-rest", "type": "probabilistic",
+         "probabilistic": {"sampling_percentage": round(ratio * 100, 6)}},
+    ]
+
+
+def gateway_config(
+    exporters: dict[str, Any], pipelines: dict[str, list[str]], mode: str, options: TierOptions | None = None
+) -> dict[str, Any]:
+    """The gateway's config: tail sampling, then the backend plugin's ``exporters`` per signal."""
+    opts = options or TierOptions()
+    ratio = MODE_SAMPLING[mode] if opts.sampling_ratio is None else opts.sampling_ratio
+    config = _base("gateway")
+    config["processors"]["tail_sampling"] = {
+        "decision_wait": opts.decision_wait,
+        "num_traces": NUM_TRACES,
+        "expected_new_traces_per_sec": 1000,
+        "policies": tail_sampling_policies(ratio, opts.latency_threshold_ms),
+    }
+    sized: dict[str, Any] = {}
+    for name, exporter in exporters.items():
+        entry = dict(exporter or {})
+        if name.split("/", 1)[0] not in ("debug", "file", "nop"):
+            entry.setdefault("retry_on_failure", _retry("300s"))
+            entry.setdefault(
+                "sending_queue",
+                {"enabled": True, "num_consumers": 4, "queue_size": GATEWAY_QUEUE_BATCHES, "sizer": "requests"},
+            )
+        sized[name] = entry
+    config["exporters"] = sized
+    config["service"]["pipelines"] = {
+        signal: {
+            "receivers": ["otlp"],
+            "processors": ["memory_limiter", *(["tail_sampling"] if signal == "traces" else []), "batch"],
+            "exporters": list(names),
+        }
+        for signal, names in pipelines.items()
+        if names
+    }
+    return config
