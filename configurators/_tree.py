@@ -95,7 +95,7 @@ def _critical(roots: Sequence[ReadableSpan], children: Mapping[int | None, list[
         kids = children.get(span.context.span_id, [])
         if not kids:
             return
-        current = max(kids, key=lambda s: s.end_time or 0)
+        current: ReadableSpan | None = max(kids, key=lambda s: s.end_time or 0)
         while current is not None:
             chain(current)
             start = current.start_time or 0
