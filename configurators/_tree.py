@@ -99,7 +99,9 @@ def _critical(roots: Sequence[ReadableSpan], children: Mapping[int | None, list[
         while current is not None:
             chain(current)
             start = current.start_time or 0
-            before = [k for k in kids if (k.end_time or 0) <= start and k is not current]
+            before = [
+                k for k in kids if (k.end_time or 0) <= start and k.context is not None and k.context.span_id not in marked
+            ]
             current = max(before, key=lambda s: s.end_time or 0) if before else None
 
     for root in roots:

@@ -253,3 +253,15 @@ def test_a_broken_stream_never_raises() -> None:
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(ConsoleTreeExporter(stream)))
     provider.get_tracer("t").start_span("x").end()
+
+
+def test_zero_length_siblings_at_one_instant_do_not_loop() -> None:
+    """Spans that start and end at the same instant still give a finite critical path."""
+
+    def instant(tracer: trace.Tracer) -> None:
+        root = tracer.start_span("root", start_time=T0)
+        for name in ("a", "b", "c"):
+            tracer.start_span(name, context=child_of(root), start_time=T0 + MS).end(end_time=T0 + MS)
+        root.end(end_time=T0 + MS)
+
+    assert len(render_tree(spans_of(instant)).splitlines()) == 6
