@@ -100,7 +100,9 @@ def _critical(roots: Sequence[ReadableSpan], children: Mapping[int | None, list[
             chain(current)
             start = current.start_time or 0
             before = [
-                k for k in kids if (k.end_time or 0) <= start and k.context is not None and k.context.span_id not in marked
+                k
+                for k in kids
+                if (k.end_time or 0) <= start and k.context is not None and k.context.span_id not in marked
             ]
             current = max(before, key=lambda s: s.end_time or 0) if before else None
 
