@@ -5,6 +5,8 @@
 - ``floe.pipeline.materializations`` (counter, ``{materialization}``): floe.asset.key,
   floe.pipeline.component, floe.materialization.status
 - ``floe.pipeline.errors`` (counter, ``{error}``): floe.pipeline.component, error.type
+- ``floe.pipeline.node.duration`` (histogram, ``s``): floe.pipeline.component, floe.pipeline.name,
+  floe.node.type, floe.node.status (a dbt node, a Dagster step; no per-node id: low cardinality)
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ PIPELINE_STATUS = "floe.pipeline.status"
 ASSET_KEY = "floe.asset.key"
 MATERIALIZATION_STATUS = "floe.materialization.status"
 ERROR_TYPE = "error.type"
+NODE_TYPE = "floe.node.type"
+NODE_STATUS = "floe.node.status"
 
 
 class PipelineMetrics:
@@ -32,10 +36,10 @@ class PipelineMetrics:
 
     def __init__(self, meter_provider: metrics.MeterProvider | None = None) -> None:
         self._meter_provider = meter_provider
-        self._created: tuple[Any, Any, Any] | None = None
+        self._created: tuple[Any, Any, Any, Any] | None = None
         self._lock = threading.Lock()
 
-    def _instruments(self) -> tuple[Any, Any, Any]:
+    def _instruments(self) -> tuple[Any, Any, Any, Any]:
         created = self._created
         if created is None:
             with self._lock:
@@ -55,6 +59,11 @@ class PipelineMetrics:
                         meter.create_counter(
                             "floe.pipeline.errors", unit="{error}", description="Errors raised by pipeline components."
                         ),
+                        meter.create_histogram(
+                            "floe.pipeline.node.duration",
+                            unit="s",
+                            description="Duration of one pipeline node (dbt node, Dagster step).",
+                        ),
                     )
                 created = self._created
         return created
@@ -70,6 +79,12 @@ class PipelineMetrics:
     def record_error(self, component: str, error_type: str) -> None:
         """Count one error."""
         self._instruments()[2].add(1, {COMPONENT: component, ERROR_TYPE: error_type})
+
+    def record_node(self, component: str, pipeline: str, node_type: str, status: str, seconds: float) -> None:
+        """Record one finished node (dbt node, Dagster step): low-cardinality attributes only."""
+        self._instruments()[3].record(
+            seconds, {COMPONENT: component, PIPELINE_NAME: pipeline, NODE_TYPE: node_type, NODE_STATUS: status}
+        )
 
 
 @lru_cache(maxsize=1)

@@ -39,12 +39,13 @@ from types import ModuleType
 from typing import Any
 
 import wrapt
+from opentelemetry import _logs, trace
 from opentelemetry import context as otel_context
-from opentelemetry import trace
+from opentelemetry._logs import SeverityNumber
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 from opentelemetry.instrumentation.utils import unwrap
 from opentelemetry.metrics import MeterProvider
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
+from opentelemetry.trace import Link, Span, SpanContext, SpanKind, Status, StatusCode, Tracer
 
 from floe_otel_distro.instrumentation._hooks import ImportHooks
 from floe_otel_distro.instrumentation._metrics import PipelineMetrics, pipeline_metrics
@@ -77,6 +78,21 @@ NODE_EXECUTION_TIME = "dbt.node.execution_time"
 NODE_SKIPPED = "dbt.node.skipped"
 NODE_FAILURES = "dbt.node.failures"
 NODE_MESSAGE = "dbt.node.message"
+NODE_RELATION = "dbt.node.relation"  # database.schema.alias (identifier for sources)
+NODE_SKIP_CAUSE = "dbt.node.skip_cause"  # unique_id of the failed upstream node a skipped node was skipped for
+NODE_DEPENDS_ON = "dbt.node.depends_on"  # manifest depends_on.nodes (the span links cover those that ran)
+NODE_BYTES_PROCESSED = "dbt.node.bytes_processed"
+NODE_BYTES_BILLED = "dbt.node.bytes_billed"
+NODE_ADAPTER_CODE = "dbt.node.adapter.code"
+NODE_ADAPTER_MESSAGE = "dbt.node.adapter.message"
+NODE_QUERY_ID = "dbt.node.adapter.query_id"
+FRESHNESS_STATUS = "dbt.source.freshness.status"
+FRESHNESS_AGE = "dbt.source.freshness.age_s"
+FRESHNESS_MAX_LOADED_AT = "dbt.source.freshness.max_loaded_at"
+FRESHNESS_SNAPSHOTTED_AT = "dbt.source.freshness.snapshotted_at"
+# Log record attributes (dbt events).
+EVENT_NAME = "dbt.event.name"
+EVENT_CODE = "dbt.event.code"
 # floe's optional span attributes (floe spec 001, FloeSpanAttributes)
 FLOE_PIPELINE_ID = "floe.pipeline.id"  # the dbt invocation id
 FLOE_JOB_TYPE = "floe.job.type"  # dbt_<command>, e.g. dbt_run, dbt_build
@@ -94,6 +110,25 @@ _FAILED_STATUSES = {
     "runtime error": ERROR_NODE_ERROR,
     "partial success": ERROR_NODE_ERROR,
 }
+_RELATION_TYPES = frozenset({"model", "seed", "snapshot", "source"})
+_ADAPTER_FIELDS = (
+    ("bytes_processed", NODE_BYTES_PROCESSED),
+    ("bytes_billed", NODE_BYTES_BILLED),
+    ("code", NODE_ADAPTER_CODE),
+    ("_message", NODE_ADAPTER_MESSAGE),
+    ("query_id", NODE_QUERY_ID),
+)
+# dbt's EventLevel values -> OTel severity (number, text)
+_SEVERITIES: dict[str, tuple[SeverityNumber, str]] = {
+    "test": (SeverityNumber.TRACE, "TRACE"),
+    "debug": (SeverityNumber.DEBUG, "DEBUG"),
+    "info": (SeverityNumber.INFO, "INFO"),
+    "warn": (SeverityNumber.WARN, "WARN"),
+    "error": (SeverityNumber.ERROR, "ERROR"),
+}
+_INFO = (SeverityNumber.INFO, "INFO")
+_MAX_PENDING = 1000
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _REDACTED = "<redacted>"
 _SECRET_ARG = re.compile(r"(password|passwd|secret|token|key|credential)", re.IGNORECASE)
 _VALUE_OPTIONS_TO_REDACT = {"--vars"}
@@ -102,19 +137,59 @@ _VALUE_OPTIONS_TO_REDACT = {"--vars"}
 # ---- installed state ---------------------------------------------------------------------------------
 
 
+def min_severity(level: str | None) -> int:
+    """The lowest OTel severity number exported for a log level name (``DEBUG``, ``INFO``, ``WARNING``…).
+
+    The level is the plan's (``FLOE_LOG_LEVEL``, default ``INFO``); unknown names mean ``INFO``.
+    """
+    name = (level or "INFO").strip().upper()
+    number = logging.getLevelName("WARNING" if name == "WARN" else name)
+    if not isinstance(number, int):
+        return SeverityNumber.INFO.value
+    if number <= logging.DEBUG:
+        return SeverityNumber.DEBUG.value
+    if number <= logging.INFO:
+        return SeverityNumber.INFO.value
+    if number <= logging.WARNING:
+        return SeverityNumber.WARN.value
+    if number <= logging.ERROR:
+        return SeverityNumber.ERROR.value
+    return SeverityNumber.FATAL.value
+
+
+def _plan_log_level() -> str | None:
+    try:
+        from floe_otel_distro._state import STATE
+
+        plan = STATE.plan
+        return str(plan.log_level) if plan is not None else None
+    except Exception:
+        return None
+
+
 @dataclass
 class _Installed:
     tracer: Tracer
     meter_provider: MeterProvider | None
     metrics: PipelineMetrics | None = None
+    logger_provider: Any = None
+    log_level: str | None = None  # instrument(log_level=…); default: the plan's FLOE_LOG_LEVEL
+    logger: Any = None
     cli: Any = None  # the click group whose ``invoke`` we wrapped (on the instance)
     runnable_cls: Any = None  # GraphRunnableTask, whose ``call_runner`` we wrapped
+    skip_patched: bool = False  # … and its ``_mark_dependent_errors``
 
     def pipeline_metrics(self) -> PipelineMetrics:
         """The instruments, resolved lazily (after the configurator installed the meter provider)."""
         if self.metrics is None:
             self.metrics = pipeline_metrics(self.meter_provider)
         return self.metrics
+
+    def otel_logger(self) -> Any:
+        """The OTel logger dbt events are emitted with (resolved on the first invocation)."""
+        if self.logger is None:
+            self.logger = _logs.get_logger(__name__, logger_provider=self.logger_provider)
+        return self.logger
 
 
 _installed: _Installed | None = None
@@ -135,6 +210,17 @@ class _Invocation:
     open_nodes: dict[str, Span] = field(default_factory=dict)
     seen: set[str] = field(default_factory=set)
     config: Any = None
+    sampled: bool = True  # the invocation span is sampled (parent-based: so are its nodes)
+    min_severity: int = SeverityNumber.INFO.value
+    closed: bool = False
+    project: str | None = None
+    #: unique_id -> the node span's context: span links of later nodes, log records of dbt events
+    span_contexts: dict[str, SpanContext] = field(default_factory=dict)
+    node_contexts: dict[str, otel_context.Context] = field(default_factory=dict)
+    #: unique_id of a node dbt will skip -> unique_id of the failed node that caused it
+    skip_causes: dict[str, str] = field(default_factory=dict)
+    #: records of events about a node that has no span yet (hooks: their span is made from the result)
+    pending: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
 
 @dataclass
@@ -143,6 +229,9 @@ class _NodeRun:
     span: Span
     unique_id: str
     token: object
+    started: float = 0.0
+    resource_type: str = "node"
+    skip_cause: str | None = None
 
 
 def _current_invocation() -> _Invocation | None:
@@ -209,6 +298,15 @@ def _node_attributes(node: Any) -> dict[str, Any]:
     return attributes
 
 
+def _relation(node: Any) -> str | None:
+    """``database.schema.alias`` of a model/seed/snapshot (``identifier`` for a source), unquoted."""
+    if _text(getattr(node, "resource_type", "")) not in _RELATION_TYPES:
+        return None
+    name = getattr(node, "alias", None) or getattr(node, "identifier", None) or getattr(node, "name", None)
+    parts = [getattr(node, "database", None), getattr(node, "schema", None), name]
+    return ".".join(str(p) for p in parts if p) or None
+
+
 def _invocation_id() -> str | None:
     try:
         from dbt_common.invocation import get_invocation_id
@@ -263,7 +361,7 @@ def _dbt_version() -> str | None:
 # ---- node spans --------------------------------------------------------------------------------------
 
 
-def _apply_result(span: Span, result: Any, metrics: PipelineMetrics, unique_id: str) -> None:
+def _apply_result(span: Span, result: Any, metrics: PipelineMetrics, unique_id: str) -> str:
     """Record the node metrics for a RunResult and, if the span is sampled, describe it on the span."""
     status = _text(getattr(result, "status", "unknown"))
     error_type = _FAILED_STATUSES.get(status)
@@ -272,6 +370,33 @@ def _apply_result(span: Span, result: Any, metrics: PipelineMetrics, unique_id: 
     metrics.record_materialization(COMPONENT, unique_id, status)
     if span.is_recording():
         _describe_result(span, result, status, error_type)
+    return status
+
+
+_FRESHNESS_TIMES = (("max_loaded_at", FRESHNESS_MAX_LOADED_AT), ("snapshotted_at", FRESHNESS_SNAPSHOTTED_AT))
+
+
+def _describe_response(span: Span, result: Any, status: str) -> None:
+    """The adapter response (whole, as JSON, and its well-known fields) and a source's freshness."""
+    adapter_response = getattr(result, "adapter_response", None)
+    if isinstance(adapter_response, Mapping) and adapter_response:
+        response = json.dumps(dict(adapter_response), default=str, sort_keys=True)
+        span.set_attribute(NODE_ADAPTER_RESPONSE, response)
+        rows = adapter_response.get("rows_affected")
+        if isinstance(rows, int) and not isinstance(rows, bool):
+            span.set_attribute(NODE_ROWS_AFFECTED, rows)
+        for key, attribute in _ADAPTER_FIELDS:
+            value = adapter_response.get(key)
+            if isinstance(value, str | int | float) and not isinstance(value, bool) and value != "":
+                span.set_attribute(attribute, value)
+    age = getattr(result, "age", None)  # SourceFreshnessResult (dbt source freshness)
+    if isinstance(age, int | float) and not isinstance(age, bool):
+        span.set_attribute(FRESHNESS_AGE, float(age))
+        span.set_attribute(FRESHNESS_STATUS, status)
+        for name, attribute in _FRESHNESS_TIMES:
+            moment = getattr(result, name, None)
+            if isinstance(moment, datetime):
+                span.set_attribute(attribute, moment.isoformat())
 
 
 def _describe_result(span: Span, result: Any, status: str, error_type: str | None) -> None:
@@ -283,13 +408,7 @@ def _describe_result(span: Span, result: Any, status: str, error_type: str | Non
     execution_time = getattr(result, "execution_time", None)
     if isinstance(execution_time, int | float):
         span.set_attribute(NODE_EXECUTION_TIME, float(execution_time))
-    adapter_response = getattr(result, "adapter_response", None)
-    if isinstance(adapter_response, Mapping) and adapter_response:
-        response = json.dumps(dict(adapter_response), default=str, sort_keys=True)
-        span.set_attribute(NODE_ADAPTER_RESPONSE, response)
-        rows = adapter_response.get("rows_affected")
-        if isinstance(rows, int) and not isinstance(rows, bool):
-            span.set_attribute(NODE_ROWS_AFFECTED, rows)
+    _describe_response(span, result, status)
     failures = getattr(result, "failures", None)
     if isinstance(failures, int) and not isinstance(failures, bool):
         span.set_attribute(NODE_FAILURES, failures)
@@ -320,21 +439,48 @@ def _node_begin(task: Any, runner: Any) -> _NodeRun | None:
     installed = _installed
     if installed is None:
         return None
+    started = time.perf_counter()
     invocation = _current_invocation()
     node = getattr(runner, "node", None)
     attributes = _node_attributes(node)
     unique_id = str(attributes.get(NODE_UNIQUE_ID, ""))
     parent = invocation.parent if invocation is not None else otel_context.get_current()
+    skip_cause: str | None = None
+    if getattr(runner, "skip", False):
+        if invocation is not None:
+            skip_cause = invocation.skip_causes.get(unique_id)
+        if skip_cause is None:  # dbt's own cause: an ephemeral upstream's RunResult
+            cause_id = getattr(getattr(getattr(runner, "skip_cause", None), "node", None), "unique_id", None)
+            skip_cause = str(cause_id) if cause_id else None
+    links: list[Link] | None = None
+    if invocation is None or invocation.sampled:  # unsampled: no attribute or link work at all
+        relation = _relation(node)
+        if relation:
+            attributes[NODE_RELATION] = relation
+        if skip_cause:
+            attributes[NODE_SKIP_CAUSE] = skip_cause
+        depends_on = getattr(getattr(node, "depends_on", None), "nodes", None)
+        if depends_on:
+            upstream = [str(d) for d in depends_on]
+            attributes[NODE_DEPENDS_ON] = upstream
+            if invocation is not None:
+                known = invocation.span_contexts
+                links = [Link(known[d], {NODE_UNIQUE_ID: d}) for d in upstream if d in known]
     span = installed.tracer.start_span(
-        _span_name(attributes), context=parent, kind=SpanKind.INTERNAL, attributes=attributes
+        _span_name(attributes), context=parent, kind=SpanKind.INTERNAL, attributes=attributes, links=links
     )
+    node_context = trace.set_span_in_context(span, parent)
     if invocation is not None:
         with invocation.lock:
             invocation.open_nodes[unique_id] = span
+            invocation.span_contexts[unique_id] = span.get_span_context()
+            invocation.node_contexts[unique_id] = node_context
             if invocation.config is None:
                 invocation.config = getattr(task, "config", None)
-    token = otel_context.attach(trace.set_span_in_context(span, parent))
-    return _NodeRun(invocation, span, unique_id, token)
+                invocation.project = getattr(invocation.config, "project_name", None)
+    token = otel_context.attach(node_context)
+    resource_type = str(attributes.get(NODE_RESOURCE_TYPE, "node"))
+    return _NodeRun(invocation, span, unique_id, token, started, resource_type, skip_cause)
 
 
 def _node_end(run: _NodeRun, result: Any, exc: BaseException | None) -> None:
@@ -348,7 +494,11 @@ def _node_end(run: _NodeRun, result: Any, exc: BaseException | None) -> None:
             run.span.record_exception(exc)
             run.span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
         elif result is not None and installed is not None:
-            _apply_result(run.span, result, installed.pipeline_metrics(), run.unique_id)
+            metrics = installed.pipeline_metrics()
+            status = _apply_result(run.span, result, metrics, run.unique_id)
+            invocation = run.invocation
+            pipeline = (invocation.project or invocation.command) if invocation is not None else "dbt"
+            metrics.record_node(COMPONENT, pipeline, run.resource_type, status, time.perf_counter() - run.started)
     finally:
         if run.invocation is not None:
             with run.invocation.lock:
@@ -400,10 +550,115 @@ def _late_node_span(installed: _Installed, invocation: _Invocation, result: Any)
         attributes=attributes,
         start_time=start,
     )
+    with invocation.lock:
+        invocation.span_contexts[unique_id] = span.get_span_context()
+        invocation.node_contexts[unique_id] = trace.set_span_in_context(span, invocation.parent)
+    _flush_pending(installed, invocation, unique_id)
     try:
-        _apply_result(span, result, installed.pipeline_metrics(), unique_id)
+        metrics = installed.pipeline_metrics()
+        status = _apply_result(span, result, metrics, unique_id)
+        execution_time = getattr(result, "execution_time", None)
+        if isinstance(execution_time, int | float):
+            resource_type = str(attributes.get(NODE_RESOURCE_TYPE, "node"))
+            pipeline = invocation.project or invocation.command
+            metrics.record_node(COMPONENT, pipeline, resource_type, status, float(execution_time))
     finally:
         span.end(end_time=end if end is not None and (start is None or end >= start) else None)
+
+
+def _traced_mark_dependent_errors(
+    wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    """``GraphRunnableTask._mark_dependent_errors(node_id, result, cause)``: remember why dependents skip.
+
+    dbt calls it (result handler) for a failed/errored (``build``: also skipped) node before it submits the
+    dependents as skipped; each dependent's cause is the *root* failed node (a skipped node passes on its own).
+    """
+    returned = wrapped(*args, **kwargs)
+    try:
+        invocation = _current_invocation()
+        node_id = args[0] if args else kwargs.get("node_id")
+        graph = getattr(instance, "graph", None)
+        if invocation is not None and node_id and graph is not None:
+            with invocation.lock:
+                root = invocation.skip_causes.get(str(node_id), str(node_id))
+                for dependent in graph.get_dependent_nodes(node_id):
+                    invocation.skip_causes.setdefault(str(dependent), root)
+    except Exception:
+        _log.debug("dbt skip cause bookkeeping failed", exc_info=True)
+    return returned
+
+
+# ---- dbt events as log records -----------------------------------------------------------------------
+
+
+def _flush_pending(installed: _Installed, invocation: _Invocation, unique_id: str | None) -> None:
+    """Emit the held records of ``unique_id`` on its span now (``None``: all that are left, on the invocation)."""
+    with invocation.lock:
+        if unique_id is None:
+            ready, invocation.pending = invocation.pending, []
+        else:
+            ready = [p for p in invocation.pending if p[0] == unique_id]
+            if ready:
+                invocation.pending = [p for p in invocation.pending if p[0] != unique_id]
+        contexts = dict(invocation.node_contexts)
+    logger = installed.otel_logger()
+    for uid, record in ready:
+        logger.emit(context=contexts.get(uid, invocation.parent), **record)
+
+
+def _event_callback(installed: _Installed, invocation: _Invocation) -> Callable[[Any], None]:
+    """dbt EventManager callback: each event at or above the log level becomes an OTel log record.
+
+    Called synchronously by dbt on the thread that fires the event, for *every* event (debug ones too), so
+    the common path is a dict lookup and a comparison. The record's context is the span of the node the
+    event is about (``node_info.unique_id``), else the current span (on a worker thread: the running node),
+    else the invocation span. Below WARN, nothing is emitted for an unsampled invocation.
+    """
+    logger = installed.otel_logger()
+    threshold = invocation.min_severity
+    node_contexts = invocation.node_contexts
+    warn = SeverityNumber.WARN.value
+
+    def on_event(msg: Any) -> None:
+        try:
+            info = msg.info
+            severity = _SEVERITIES.get(info.level, _INFO)
+            number = severity[0].value
+            if number < threshold or invocation.closed or (number < warn and not invocation.sampled):
+                return
+            text = info.msg
+            if not text or text.isspace():
+                return
+            if "\x1b" in text:
+                text = _ANSI.sub("", text)
+            attributes = {EVENT_NAME: info.name, EVENT_CODE: info.code}
+            node_info = getattr(msg.data, "node_info", None)
+            unique_id = node_info.unique_id if node_info is not None else ""
+            log_context = node_contexts.get(unique_id) if unique_id else None
+            record: dict[str, Any] = {
+                "timestamp": time.time_ns(),
+                "severity_number": severity[0],
+                "severity_text": severity[1],
+                "body": text,
+                "attributes": attributes,
+            }
+            if unique_id:
+                attributes[NODE_UNIQUE_ID] = unique_id
+                if log_context is None:  # a node without a span yet: held until it gets one (bounded)
+                    with invocation.lock:
+                        if len(invocation.pending) < _MAX_PENDING:
+                            invocation.pending.append((unique_id, record))
+                            return
+            if log_context is None:
+                log_context = otel_context.get_current()
+                if not trace.get_current_span(log_context).get_span_context().is_valid:
+                    log_context = invocation.parent
+            logger.emit(context=log_context, **record)
+        except Exception:
+            _log.debug("dbt event to log record failed", exc_info=True)
+
+    return on_event
 
 
 # ---- invocation span ---------------------------------------------------------------------------------
@@ -444,10 +699,16 @@ def _begin_invocation(installed: _Installed, group: Any, ctx: Any) -> tuple[_Inv
     span = installed.tracer.start_span(f"dbt {command}", kind=SpanKind.INTERNAL, attributes=attributes)
     parent = trace.set_span_in_context(span)
     invocation = _Invocation(span=span, parent=parent, started=time.perf_counter(), command=command)
+    invocation.sampled = span.get_span_context().trace_flags.sampled
+    invocation.min_severity = min_severity(installed.log_level or _plan_log_level())
     # The CLI starts with ctx.obj None and dbt then keeps its runtime config on a child context only; give
     # it the same dict dbtRunner would (``callbacks``), so the config lands where we can read it.
     if getattr(ctx, "obj", None) is None:
         ctx.obj = {"callbacks": []}
+    if isinstance(ctx.obj, dict):
+        # dbt's preflight hands ctx.obj["callbacks"] to its EventManager: ours joins a copy of the list,
+        # the user's own dbtRunner(callbacks=[…]) list is never modified.
+        ctx.obj["callbacks"] = [*(ctx.obj.get("callbacks") or []), _event_callback(installed, invocation)]
     with _active_lock:
         _active.append(invocation)
     token = otel_context.attach(parent)
@@ -517,10 +778,12 @@ def _end_invocation(
     installed: _Installed, invocation: _Invocation, ctx: Any, returned: Any, exc: BaseException | None
 ) -> None:
     span = invocation.span
+    invocation.closed = True
     success, results, error = _outcome(returned, exc)
     attributes = _invocation_attributes(invocation, ctx, success)
     span.set_attributes(attributes)
     _close_nodes(installed, invocation, results)
+    _flush_pending(installed, invocation, None)
     metrics = installed.pipeline_metrics()
     if error is not None:
         span.record_exception(error)
@@ -593,6 +856,9 @@ def _patch_runnable(module: ModuleType) -> None:
         return
     wrapt.wrap_function_wrapper(cls, "call_runner", _traced_call_runner)
     installed.runnable_cls = cls
+    if callable(getattr(cls, "_mark_dependent_errors", None)):
+        wrapt.wrap_function_wrapper(cls, "_mark_dependent_errors", _traced_mark_dependent_errors)
+        installed.skip_patched = True
 
 
 def _unpatch(installed: _Installed) -> None:
@@ -604,13 +870,16 @@ def _unpatch(installed: _Installed) -> None:
             vars(group).pop("invoke", None)
     if installed.runnable_cls is not None:
         unwrap(installed.runnable_cls, "call_runner")
+        if installed.skip_patched:
+            unwrap(installed.runnable_cls, "_mark_dependent_errors")
 
 
 class DbtInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     """Traces dbt invocations and their nodes; records the floe pipeline metrics for dbt.
 
     ``instrument()`` only registers post-import hooks; dbt is patched when the application imports it.
-    Accepts ``tracer_provider`` and ``meter_provider`` (tests); defaults are the global providers.
+    Accepts ``tracer_provider``, ``meter_provider``, ``logger_provider`` (tests; defaults are the global
+    providers) and ``log_level`` (default: the plan's ``FLOE_LOG_LEVEL``).
     """
 
     def instrumentation_dependencies(self) -> Collection[str]:
@@ -619,7 +888,12 @@ class DbtInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     def _instrument(self, **kwargs: Any) -> None:
         global _installed
         tracer = trace.get_tracer(__name__, tracer_provider=kwargs.get("tracer_provider"))
-        _installed = _Installed(tracer=tracer, meter_provider=kwargs.get("meter_provider"))
+        _installed = _Installed(
+            tracer=tracer,
+            meter_provider=kwargs.get("meter_provider"),
+            logger_provider=kwargs.get("logger_provider"),
+            log_level=kwargs.get("log_level"),
+        )
         _hooks.activate()
         _hooks.when_imported(CLI_MODULE, _patch_cli)
         _hooks.when_imported(RUNNABLE_MODULE, _patch_runnable)
