@@ -42,7 +42,7 @@ AGENT_QUEUE_BATCHES = 64
 GATEWAY_QUEUE_BATCHES = 1000
 #: how long the gateway waits after a trace's first span before deciding (longest expected span gap)
 DECISION_WAIT = "10s"
-#: traces held in memory awaiting a decision: >= spans/s ÷ spans/trace × decision_wait, with headroom
+#: traces held in memory awaiting a decision: >= spans/s / spans-per-trace * decision_wait, with headroom
 NUM_TRACES = 100_000
 LATENCY_THRESHOLD_MS = 5_000
 
@@ -115,6 +115,11 @@ def _base(role: str) -> dict[str, Any]:
     }
 
 
+def _ordered(config: dict[str, Any]) -> dict[str, Any]:
+    keys = ("extensions", "receivers", "processors", "exporters", "service")
+    return {k: config[k] for k in keys if k in config}
+
+
 def _retry(max_elapsed: str) -> dict[str, Any]:
     return {"enabled": True, "initial_interval": "1s", "max_interval": "10s", "max_elapsed_time": max_elapsed}
 
@@ -152,11 +157,11 @@ def agent_config(options: TierOptions | None = None) -> dict[str, Any]:
         host = opts.gateway_service
         if "." in host and not host.endswith(".svc.cluster.local"):
             host = f"{host}.svc.cluster.local"
-        resolver = {"dns": {"hostname": host, "port": 4317, "interval": "5s", "timeout": "1s"}}
+        resolver = {"dns": {"hostname": host, "port": "4317", "interval": "5s", "timeout": "1s"}}
     elif opts.resolver == "static":
         hostnames: Any = list(opts.static_gateways)
-        if len(hostnames) == 1 and hostnames[0].startswith("${env:"):
-            hostnames = hostnames[0]  # one placeholder holding a YAML list: [host:port, ...]
+        if len(hostnames) == 1 and hostnames[0].startswith("${"):
+            hostnames = hostnames[0]  # one placeholder (${env:..} / ${file:..}) holding a YAML list
         resolver = {"static": {"hostnames": hostnames}}
     else:
         msg = f"unknown resolver {opts.resolver!r} (one of {', '.join(RESOLVERS)})"
@@ -164,10 +169,12 @@ def agent_config(options: TierOptions | None = None) -> dict[str, Any]:
     config["exporters"] = {
         "load_balancing": {
             "routing_key": "traceID",
-            # resiliency level 1: when a gateway's delivery gives up, the batch comes back here and is routed
-            # again over the *current* ring, so a gateway that left the EndpointSlice is skipped
+            # resiliency level 1 (instrumented: otelcol_exporter_{sent,send_failed,enqueue_failed}_spans):
+            # a failed batch is retried here and routed again over the *current* ring, so once a gateway has
+            # left the EndpointSlice its traces go to the others; consumers > 1 so one dead gateway's retries
+            # do not block the live ones' batches
             "retry_on_failure": _retry("60s"),
-            "sending_queue": {"enabled": True, "num_consumers": 4, "queue_size": AGENT_QUEUE_BATCHES,
+            "sending_queue": {"enabled": True, "num_consumers": 16, "queue_size": AGENT_QUEUE_BATCHES,
                               "sizer": "requests"},
             "timeout": "10s",
             "protocol": {
@@ -175,11 +182,12 @@ def agent_config(options: TierOptions | None = None) -> dict[str, Any]:
                     "tls": {"insecure": True},
                     "timeout": "5s",
                     "compression": "gzip",
-                    # resiliency level 2 (per gateway): ride out a blip, then hand back to level 1 quickly
-                    "retry_on_failure": {"enabled": True, "initial_interval": "200ms", "max_interval": "1s",
-                                         "max_elapsed_time": "3s"},
-                    "sending_queue": {"enabled": True, "num_consumers": 4, "queue_size": AGENT_QUEUE_BATCHES,
-                                      "sizer": "requests"},
+                    # resiliency level 2 (per gateway) OFF, on purpose: the per-gateway exporters run with a no-op
+                    # meter (loadbalancingexporter factory.go), so a batch they queue and later drop is counted
+                    # nowhere, and level 1 would count it "sent" once queued. Without them an error returns at
+                    # once to level 1 above, which retries over the current ring and counts what it gives up.
+                    "retry_on_failure": {"enabled": False},
+                    "sending_queue": {"enabled": False},
                 }
             },
             "resolver": resolver,
@@ -199,7 +207,7 @@ def agent_config(options: TierOptions | None = None) -> dict[str, Any]:
         "metrics": {"receivers": ["otlp"], "processors": chain, "exporters": ["otlp_grpc/gateway"]},
         "logs": {"receivers": ["otlp"], "processors": chain, "exporters": ["otlp_grpc/gateway"]},
     }
-    return config
+    return _ordered(config)
 
 
 def tail_sampling_policies(ratio: float, latency_threshold_ms: int) -> list[dict[str, Any]]:
@@ -253,4 +261,4 @@ def gateway_config(
         for signal, names in pipelines.items()
         if names
     }
-    return config
+    return _ordered(config)
