@@ -92,15 +92,10 @@ def probe(  # noqa: PLR0917 - the doctor's call shape: probe(signal, protocol, u
 
 
 def _shown_url(url: str) -> str:
-    """``url`` fit to print: userinfo replaced by ``***``, query string and fragment dropped."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        scheme, rest = "", url
-    rest = rest.split("#", 1)[0].split("?", 1)[0]
-    authority, slash, path = rest.partition("/")
-    if "@" in authority:
-        authority = "***@" + authority.rpartition("@")[2]
-    return (scheme + "://" if sep else "") + authority + slash + path
+    """``url`` fit to print: the distro's one redaction (``redaction.redact_url``), query and fragment dropped."""
+    from floe_otel_distro.redaction import redact_url
+
+    return redact_url(url).split("#", 1)[0].split("?", 1)[0]
 
 
 def _secrets(url: str, headers: Mapping[str, str]) -> list[str]:

@@ -379,6 +379,7 @@ def test_an_unexpected_exception_becomes_a_result(monkeypatch: pytest.MonkeyPatc
         ("user:pw@host:4317", "***@host:4317"),
         ("host:4317?k=v", "host:4317"),
         ("http://a@b@host:1/p?q", "http://***@host:1/p"),
+        ("http://u:p/w@y@host:4318/v1/traces", "http://***@host:4318/v1/traces"),  # '/' and '@' in the password
     ],
 )
 def test_shown_url_drops_userinfo_and_query(url: str, shown: str) -> None:
