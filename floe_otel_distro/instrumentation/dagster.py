@@ -18,6 +18,9 @@ hooks, see ``_hooks``):
 - ``dagster._core.execution.plan.execute_plan.dagster_event_sequence_for_step``: one step, in whichever
   process executes it. The step span (or, for a single-asset step, its asset span) is current while the
   step's compute runs, so subprocesses it launches (``dbt build``) continue the trace.
+- ``dagster._core.log_manager.DagsterLogHandler._convert_record``: every Dagster event and ``context.log``
+  line passes through it once (Dagster's own loggers do not propagate to the root logger, so the root
+  OTel handler never sees them); each becomes an OTel log record in the current (step/asset/run) context.
 - ``dagster._core.executor.multiprocess.MultiprocessExecutorChildProcessCommand``: ``__init__`` (parent)
   stores the current context (the run span) on the pickled command as a W3C carrier; ``execute`` (child)
   attaches it, so the child's step spans join the run's trace even when no generic process-context
@@ -38,13 +41,15 @@ from types import ModuleType
 from typing import Any
 
 import wrapt
-from opentelemetry import context, metrics, propagate, trace
+from opentelemetry import _logs, context, metrics, propagate, trace
+from opentelemetry._logs import SeverityNumber
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 from opentelemetry.instrumentation.utils import unwrap
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from floe_otel_distro.instrumentation._hooks import ImportHooks
 from floe_otel_distro.instrumentation._metrics import PipelineMetrics, pipeline_metrics
+from floe_otel_distro.instrumentation.dbt import min_severity
 
 _log = logging.getLogger(__name__)
 
@@ -63,6 +68,8 @@ STATUS = "dagster.status"
 FLOE_PIPELINE_ID = "floe.pipeline.id"  # the Dagster run id
 FLOE_JOB_TYPE = "floe.job.type"  # dagster_run | dagster_step | dagster_asset
 FLOE_DAGSTER_ASSET = "floe.dagster.asset"  # the asset key, on asset spans
+# log record attributes
+EVENT_TYPE = "dagster.event_type"
 
 # dagster.status / floe.pipeline.status / floe.materialization.status values
 SUCCESS = "success"
@@ -80,6 +87,7 @@ _FLUSH_TIMEOUT_S = 5.0
 _API = "dagster._core.execution.api"
 _EXECUTE_PLAN = "dagster._core.execution.plan.execute_plan"
 _MULTIPROCESS = "dagster._core.executor.multiprocess"
+_LOG_MANAGER = "dagster._core.log_manager"
 
 
 @dataclass
@@ -90,6 +98,9 @@ class _State:
     metrics: PipelineMetrics
     tracer_provider: Any = None
     meter_provider: Any = None
+    logger_provider: Any = None
+    logger: Any = None
+    min_severity: int = SeverityNumber.INFO.value
     wrapped: list[tuple[Any, str]] = field(default_factory=list)  # (owner, attribute), for unwrap
 
 
@@ -101,8 +112,22 @@ _patch_lock = threading.RLock()
 Wrapper = Callable[[Callable[..., Any], Any, tuple[Any, ...], dict[str, Any]], Any]
 
 
+def _plan_log_level() -> str | None:
+    try:
+        from floe_otel_distro._state import STATE
+
+        return str(STATE.plan.log_level) if STATE.plan is not None else None
+    except Exception:
+        return None
+
+
 class DagsterInstrumentor(BaseInstrumentor):  # type: ignore[misc]
-    """Traces Dagster runs, steps and asset materializations; records the floe pipeline metrics."""
+    """Traces Dagster runs, steps and asset materializations; records the floe pipeline metrics; exports
+    Dagster's events and ``context.log`` lines as log records on those spans.
+
+    Accepts ``tracer_provider``, ``meter_provider``, ``logger_provider`` (tests; defaults: the global
+    providers) and ``log_level`` (default: the plan's ``FLOE_LOG_LEVEL``).
+    """
 
     def instrumentation_dependencies(self) -> Collection[str]:
         return ("dagster >= 1.8",)
@@ -111,14 +136,19 @@ class DagsterInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         global _state
         tracer_provider = kwargs.get("tracer_provider")
         meter_provider = kwargs.get("meter_provider")
+        logger_provider = kwargs.get("logger_provider")
         _state = _State(
             tracer=trace.get_tracer(__name__, tracer_provider=tracer_provider),
             metrics=pipeline_metrics(meter_provider),
             tracer_provider=tracer_provider,
             meter_provider=meter_provider,
+            logger_provider=logger_provider,
+            logger=_logs.get_logger(__name__, logger_provider=logger_provider),
+            min_severity=min_severity(kwargs.get("log_level") or _plan_log_level()),
         )
         _hooks.activate()
         _hooks.when_imported(_API, _patch_api)
+        _hooks.when_imported(_LOG_MANAGER, _patch_log_manager)
         _hooks.when_imported(_EXECUTE_PLAN, _patch_execute_plan)
         _hooks.when_imported(_MULTIPROCESS, _patch_multiprocess)
 
@@ -167,6 +197,12 @@ def _patch_api(module: ModuleType) -> None:
 
 def _patch_execute_plan(module: ModuleType) -> None:
     _patch(module, "dagster_event_sequence_for_step", _traced_step_sequence)
+
+
+def _patch_log_manager(module: ModuleType) -> None:
+    handler = getattr(module, "DagsterLogHandler", None)
+    if handler is not None:
+        _patch(handler, "_convert_record", _traced_convert_record)
 
 
 def _patch_multiprocess(module: ModuleType) -> None:
@@ -308,6 +344,7 @@ class _RunTracker(_Tracker):
             f"dagster.run {self.job_name}", kind=SpanKind.INTERNAL, attributes=attributes
         )
         self.ctx = trace.set_span_in_context(self.span, context.get_current())
+        _run_contexts[self.run_id] = self.ctx
         self.status: str | None = None
         self.exception_recorded = False
 
@@ -360,6 +397,7 @@ class _RunTracker(_Tracker):
             self.span.set_status(Status(StatusCode.ERROR, "run ended without a result"))
         self.span.set_attribute(STATUS, status)
         self.span.end()
+        _run_contexts.pop(self.run_id, None)
         self.state.metrics.record_run(COMPONENT, self.job_name, status, time.monotonic() - self.started)
 
 
@@ -534,6 +572,95 @@ class _StepTracker(_Tracker):
             self.group.end()
         self.span.set_attribute(STATUS, status)
         self.span.end()
+        seconds = (time.time_ns() - self.start_ns) / 1e9
+        self.state.metrics.record_node(COMPONENT, self.base[JOB_NAME], "step", status, seconds)
+
+
+# ---- Dagster's log lines as OTel log records -------------------------------------------------------
+
+#: run id -> the run span's context, while the run is traced in this process (records logged outside it)
+_run_contexts: dict[str, context.Context] = {}
+
+
+def _severity(levelno: int) -> tuple[SeverityNumber, str]:
+    if levelno <= logging.DEBUG:
+        return SeverityNumber.DEBUG, "DEBUG"
+    if levelno <= logging.INFO:
+        return SeverityNumber.INFO, "INFO"
+    if levelno <= logging.WARNING:
+        return SeverityNumber.WARN, "WARN"
+    if levelno <= logging.ERROR:
+        return SeverityNumber.ERROR, "ERROR"
+    return SeverityNumber.FATAL, "FATAL"
+
+
+def _traced_convert_record(
+    wrapped: Callable[..., logging.LogRecord], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> logging.LogRecord:
+    """``DagsterLogHandler._convert_record(record)``: once per Dagster event / ``context.log`` line."""
+    record = wrapped(*args, **kwargs)
+    state = _state
+    if state is not None and isinstance(record, logging.LogRecord):
+        _safely("exporting a Dagster log record", _emit_record, state, record)
+    return record
+
+
+#: Dagster logs these events at DEBUG (its console is verbose); they are the run's facts, exported as INFO
+LIFECYCLE_EVENTS = frozenset(
+    {
+        "RUN_START",
+        "RUN_SUCCESS",
+        "RUN_FAILURE",
+        "RUN_CANCELED",
+        "STEP_START",
+        "STEP_SUCCESS",
+        "STEP_FAILURE",
+        "STEP_SKIPPED",
+        "STEP_UP_FOR_RETRY",
+        "STEP_RESTARTED",
+        "ASSET_MATERIALIZATION",
+        "ASSET_OBSERVATION",
+        "ASSET_CHECK_EVALUATION",
+    }
+)
+
+
+def _emit_record(state: _State, record: logging.LogRecord) -> None:
+    """One OTel log record in the current (step / asset / run) context; below WARN only if sampled."""
+    meta = getattr(record, "dagster_meta", None) or {}
+    event = meta.get("dagster_event")
+    event_type = _event_type(event) if event is not None else ""
+    levelno = record.levelno
+    if event_type in LIFECYCLE_EVENTS and levelno < logging.INFO:
+        levelno = logging.INFO
+    number, text = _severity(levelno)
+    if number.value < state.min_severity:
+        return
+    log_context = context.get_current()
+    span_context = trace.get_current_span(log_context).get_span_context()
+    run_id = meta.get("run_id")
+    if not span_context.is_valid and run_id and run_id in _run_contexts:
+        log_context = _run_contexts[run_id]
+        span_context = trace.get_current_span(log_context).get_span_context()
+    if number.value < SeverityNumber.WARN.value and span_context.is_valid and not span_context.trace_flags.sampled:
+        return
+    attributes: dict[str, str] = {}
+    for key, attribute in (("run_id", RUN_ID), ("job_name", JOB_NAME), ("step_key", STEP_KEY)):
+        value = meta.get(key)
+        if value:
+            attributes[attribute] = str(value)
+    if event_type:
+        attributes[EVENT_TYPE] = event_type
+    exc_info = record.exc_info
+    state.logger.emit(
+        timestamp=int(record.created * 1e9),
+        context=log_context,
+        severity_number=number,
+        severity_text=text,
+        body=record.getMessage(),
+        attributes=attributes,
+        exception=exc_info[1] if exc_info and isinstance(exc_info[1], BaseException) else None,
+    )
 
 
 # ---- multiprocess executor: carry the context on the pickled command ---------------------------------
@@ -588,6 +715,7 @@ def _flush() -> None:
     providers = (
         (state.tracer_provider if state else None) or trace.get_tracer_provider(),
         (state.meter_provider if state else None) or metrics.get_meter_provider(),
+        (state.logger_provider if state else None) or _logs.get_logger_provider(),
     )
 
     def flush_all() -> None:

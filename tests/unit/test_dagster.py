@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 from dagster import asset, materialize
 from opentelemetry import trace
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -46,6 +48,12 @@ class Telemetry:
         self.tracer_provider.add_span_processor(SimpleSpanProcessor(self.exporter))
         self.reader = InMemoryMetricReader()
         self.meter_provider = MeterProvider(metric_readers=[self.reader])
+        self.log_exporter = InMemoryLogRecordExporter()
+        self.logger_provider = LoggerProvider()
+        self.logger_provider.add_log_record_processor(SimpleLogRecordProcessor(self.log_exporter))
+
+    def logs(self) -> list[Any]:
+        return [r.log_record for r in self.log_exporter.get_finished_logs()]
 
     def spans(self) -> list[ReadableSpan]:
         return list(self.exporter.get_finished_spans())
@@ -71,7 +79,9 @@ class Telemetry:
 def telemetry() -> Iterator[Telemetry]:
     t = Telemetry()
     instrumentor = DagsterInstrumentor()
-    instrumentor.instrument(tracer_provider=t.tracer_provider, meter_provider=t.meter_provider)
+    instrumentor.instrument(
+        tracer_provider=t.tracer_provider, meter_provider=t.meter_provider, logger_provider=t.logger_provider
+    )
     try:
         yield t
     finally:
@@ -350,3 +360,71 @@ def test_telemetry_failure_never_breaks_the_run(
     result = _job("assets_job").execute_in_process()
     assert result.success
     assert {s.name for s in telemetry.spans()} >= {"dagster.step raw_orders", "dagster.step order_report"}
+
+
+def test_dagster_events_and_context_log_are_log_records_on_their_spans(telemetry: Telemetry) -> None:
+    """Every step's events and the asset's ``context.log.info`` line are records carrying that span's ids."""
+    result = _job("assets_job_in_process").execute_in_process()
+    assert result.success
+    run = telemetry.span("dagster.run assets_job_in_process")
+    logs = telemetry.logs()
+    assert logs and all(r.trace_id == run.context.trace_id for r in logs)
+    by_span: dict[int, list[Any]] = {}
+    for r in logs:
+        by_span.setdefault(r.span_id, []).append(r)
+    for step in (s for s in telemetry.spans() if s.name.startswith("dagster.step ")):
+        key = step.attributes["dagster.step.key"]
+        group = [s for s in telemetry.spans() if s.name == f"dagster.assets {key}"]
+        asset_spans = [s for s in telemetry.spans() if s.name.startswith("dagster.asset ")]
+        ids = {step.context.span_id, *(g.context.span_id for g in group), *(a.context.span_id for a in asset_spans)}
+        mine = [r for sid in ids for r in by_span.get(sid, []) if r.attributes.get("dagster.step.key") == key]
+        assert {r.attributes.get("dagster.event_type") for r in mine} >= {"STEP_START", "STEP_SUCCESS"}, key
+    (line,) = [r for r in logs if "report built in pid" in str(r.body)]
+    report = telemetry.span("dagster.asset order_report")
+    assert line.span_id == report.context.span_id  # the single-asset step's asset span is current
+    assert line.severity_text == "INFO" and "dagster.event_type" not in line.attributes
+    assert line.attributes["dagster.run_id"] == result.run_id
+    assert all(r.severity_number.value >= 9 for r in logs)  # INFO: Dagster's DEBUG events are not exported
+
+
+def test_failing_step_error_is_a_record_on_the_step_span(telemetry: Telemetry) -> None:
+    result = _job("failing_job").execute_in_process(raise_on_error=False)
+    assert not result.success
+    step = telemetry.span("dagster.step broken_asset")
+    failures = [r for r in telemetry.logs() if r.attributes.get("dagster.event_type") == "STEP_FAILURE"]
+    assert len(failures) == 1
+    (failure,) = failures
+    assert failure.severity_text == "ERROR"
+    asset_span = telemetry.span("dagster.asset broken_asset")  # single-asset step: current during the compute
+    assert failure.span_id in {step.context.span_id, asset_span.context.span_id}
+    assert failure.trace_id == step.context.trace_id
+    assert "broken_asset exploded on purpose" in str(failure.body)
+    run = telemetry.span("dagster.run failing_job")
+    (run_failure,) = [r for r in telemetry.logs() if r.attributes.get("dagster.event_type") == "RUN_FAILURE"]
+    assert run_failure.span_id == run.context.span_id
+
+
+def test_step_duration_histogram(telemetry: Telemetry) -> None:
+    assert _job("failing_job").execute_in_process(raise_on_error=False).success is False
+    points = telemetry.points("floe.pipeline.node.duration")
+    (attributes,) = [a for a, _ in points]  # one step executed (failed); the skipped one never ran
+    assert points[0][1].count == 1
+    assert attributes == {
+        "floe.pipeline.component": "dagster",
+        "floe.pipeline.name": "failing_job",
+        "floe.node.type": "step",
+        "floe.node.status": "failure",
+    }
+
+
+def test_debug_level_exports_dagster_debug_events() -> None:
+    t = Telemetry()
+    instrumentor = DagsterInstrumentor()
+    instrumentor.instrument(
+        tracer_provider=t.tracer_provider, logger_provider=t.logger_provider, log_level="DEBUG"
+    )
+    try:
+        assert _job("assets_job_in_process").execute_in_process().success
+    finally:
+        instrumentor.uninstrument()
+    assert any(r.severity_text == "DEBUG" for r in t.logs())
