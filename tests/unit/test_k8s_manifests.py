@@ -197,10 +197,14 @@ def test_instrumentation_schema_rejects_unknown_fields() -> None:
 
 
 def test_kustomization_lists_every_manifest() -> None:
-    """k8s/kustomization.yaml names exactly the manifest files under k8s/."""
+    """k8s/kustomization.yaml (the single-tier base) names exactly the manifest files under k8s/, except the tiered
+    layout's own (k8s/tiered/, listed by its kustomization; see test_tiered_kustomization_lists_its_manifests)."""
     kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
     listed = set(kustomization["resources"])
-    on_disk = {str(p.relative_to(K8S)) for p in K8S.rglob("*.yaml") if p.name != "kustomization.yaml"}
+    on_disk = {
+        str(p.relative_to(K8S)) for p in K8S.rglob("*.yaml")
+        if p.name != "kustomization.yaml" and p.relative_to(K8S).parts[0] not in ("tiered", "overlays")
+    }
     assert listed == on_disk
 
 
@@ -450,3 +454,205 @@ def test_instrumentation_samples_prod_at_floes_ratio_and_refers_to_existing_file
     assert doc["spec"]["sampler"] == {"type": "parentbased_traceidratio", "argument": "0.1"}
     for ref in re.findall(r"k8s/[\w./-]+\.yaml", text):
         assert (REPO / ref).is_file(), ref
+
+
+# --- the tiered layout (docs/scale-out.md): k8s/tiered + k8s/overlays/{single-tier,tiered} ----------------------
+TIERED = K8S / "tiered"
+OVERLAYS = K8S / "overlays"
+
+
+def _merge(base: Any, patch: Any) -> Any:
+    """A strategic-merge patch as kustomize applies one made of maps and scalars (lists are not merged here)."""
+    if not (isinstance(base, dict) and isinstance(patch, dict)):
+        return patch
+    out = dict(base)
+    for key, value in patch.items():
+        out[key] = _merge(base.get(key), value)
+    return out
+
+
+def _ident(doc: dict[str, Any]) -> tuple[str, str | None, str]:
+    return doc["kind"], doc["metadata"].get("namespace"), doc["metadata"]["name"]
+
+
+def kustomize_build(directory: Path) -> list[dict[str, Any]]:
+    """What ``kustomize build directory`` yields for the features k8s/ uses: resources (files and directories,
+    recursively) and inline patches (strategic merge of maps, ``$patch: delete``). Like kustomize, a duplicate
+    object or a patch whose target is missing is an error."""
+    kustomization = yaml.safe_load((directory / "kustomization.yaml").read_text())
+    assert set(kustomization) <= {"apiVersion", "kind", "resources", "patches"}, "feature not emulated here"
+    docs: list[dict[str, Any]] = []
+    for resource in kustomization.get("resources", []):
+        path = (directory / resource).resolve()
+        if path.is_dir():
+            docs += kustomize_build(path)
+        else:
+            docs += [d for d in yaml.safe_load_all(path.read_text()) if d]
+    idents = [_ident(d) for d in docs]
+    assert len(idents) == len(set(idents)), f"{directory}: duplicate objects"
+    for entry in kustomization.get("patches", []):
+        assert set(entry) == {"patch"}, "only inline patches are emulated"
+        patch = yaml.safe_load(entry["patch"])
+        index = idents.index(_ident(patch))  # ValueError: the patch targets nothing
+        if patch.get("$patch") == "delete":
+            del docs[index], idents[index]
+        else:
+            docs[index] = _merge(docs[index], patch)
+    return docs
+
+
+SINGLE_TIER = kustomize_build(OVERLAYS / "single-tier")
+TIERED_BUILD = kustomize_build(OVERLAYS / "tiered")
+
+
+def built(docs: list[dict[str, Any]], kind: str, name: str, namespace: str | None = "observability") -> dict[str, Any]:
+    found = [d for d in docs if _ident(d) == (kind, namespace, name)]
+    assert len(found) == 1, f"{kind} {namespace}/{name}"
+    return found[0]
+
+
+def selects(docs: list[dict[str, Any]], service: dict[str, Any]) -> list[dict[str, Any]]:
+    """The workloads a Service's selector matches in its namespace."""
+    selector = service["spec"]["selector"].items()
+    return [
+        d for d in docs
+        if d["kind"] in WORKLOAD_KINDS and d["metadata"].get("namespace") == service["metadata"]["namespace"]
+        and selector <= pod_template(d)["metadata"]["labels"].items()
+    ]
+
+
+def test_tiered_kustomization_lists_its_manifests() -> None:
+    """k8s/tiered/kustomization.yaml names exactly the files in k8s/tiered/."""
+    listed = set(yaml.safe_load((TIERED / "kustomization.yaml").read_text())["resources"])
+    assert listed == {p.name for p in TIERED.glob("*.yaml") if p.name != "kustomization.yaml"}
+
+
+def test_single_tier_overlay_is_the_base() -> None:
+    """k8s/overlays/single-tier builds exactly the objects of `kubectl apply -k k8s/`."""
+    assert kustomize_build(K8S) == SINGLE_TIER
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+def test_tiered_overlay_output_validates(version: str) -> None:
+    """Every object the tiered overlay builds (patched ones included) validates strictly; CRDs as above."""
+    for doc in TIERED_BUILD:
+        if doc["apiVersion"].startswith(CRD_GROUPS):
+            jsonschema.Draft202012Validator(INSTRUMENTATION_SCHEMA).validate(doc)
+        else:
+            kubernetes_validate.validate(doc, version, strict=True)
+
+
+def test_tiered_overlay_switches_the_collector_layout() -> None:
+    """Tiered: no single-tier gateway; the workloads' endpoint Service now reaches the agent on their own node;
+    the agents' resolver watches a headless Service of the gateway Deployment; HPA and PDB target the gateways."""
+    idents = {_ident(d) for d in TIERED_BUILD}
+    assert ("Deployment", "observability", "otel-collector") not in idents
+    assert ("ConfigMap", "observability", "otel-collector-config") not in idents
+    entry = built(TIERED_BUILD, "Service", "otel-collector")
+    assert entry["spec"]["internalTrafficPolicy"] == "Local"
+    (agent,) = selects(TIERED_BUILD, entry)
+    assert agent["kind"] == "DaemonSet" and agent["metadata"]["name"] == "otel-agent"
+    assert {p["port"] for p in entry["spec"]["ports"]} == {4317, 4318}
+    for _, svc in [(None, d) for d in TIERED_BUILD if d["kind"] == "Service"]:
+        assert selects(TIERED_BUILD, svc), svc["metadata"]["name"]
+    for doc, container in [(d, c) for d in TIERED_BUILD if d["kind"] in WORKLOAD_KINDS
+                           for c in pod_template(d)["spec"]["containers"]]:
+        endpoint = env_of(container).get("OTEL_EXPORTER_OTLP_ENDPOINT", {}).get("value")
+        if endpoint:  # unchanged by the overlay: the node-local agent answers the same name
+            assert urlparse(endpoint).hostname.startswith("otel-collector.observability.svc"), doc["metadata"]
+
+    agent_config = yaml.safe_load(built(TIERED_BUILD, "ConfigMap", "otel-agent-config")["data"]["collector.yaml"])
+    resolver = agent_config["exporters"]["load_balancing"]["resolver"]["k8s"]
+    name, namespace = resolver["service"].split(".")
+    headless = built(TIERED_BUILD, "Service", name, namespace)
+    assert headless["spec"]["clusterIP"] == "None"
+    assert {p["port"] for p in headless["spec"]["ports"]} == set(resolver["ports"])
+    (gateway,) = selects(TIERED_BUILD, headless)
+    assert gateway["kind"] == "Deployment" and gateway["metadata"]["name"] == "otel-gateway"
+    hpa = built(TIERED_BUILD, "HorizontalPodAutoscaler", "otel-gateway")
+    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "otel-gateway"}
+    assert hpa["spec"]["minReplicas"] >= 2 and hpa["spec"]["maxReplicas"] > hpa["spec"]["minReplicas"]
+    pdb = built(TIERED_BUILD, "PodDisruptionBudget", "otel-gateway")
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= pod_template(gateway)["metadata"]["labels"].items()
+    assert pdb["spec"]["maxUnavailable"] == 1
+
+
+def test_tiered_overlay_changes_one_manifest_line() -> None:
+    """The platform manifest of the tiered overlay is the base one plus `collector_layout: tiered`."""
+    def manifest(docs: list[dict[str, Any]]) -> dict[str, Any]:
+        text = built(docs, "ConfigMap", "floe-platform-manifest", "floe")["data"]["manifest.yaml"]
+        return dict(yaml.safe_load(text))
+
+    base, tiered = manifest(SINGLE_TIER), manifest(TIERED_BUILD)
+    config = tiered["plugins"]["telemetry_backend"]["config"]
+    assert config.pop("collector_layout") == "tiered"
+    assert tiered == base
+
+
+def test_agent_rbac_covers_k8sattributes_and_the_resolver() -> None:
+    """The agents' ServiceAccount may get/watch/list what k8sattributes reads (pods, namespaces, replicasets,
+    jobs; cluster-wide) and the gateways' EndpointSlices (k8s resolver; in the gateways' namespace)."""
+    agent = built(TIERED_BUILD, "DaemonSet", "otel-agent")
+    account = pod_template(agent)["spec"]["serviceAccountName"]
+    built(TIERED_BUILD, "ServiceAccount", account)
+
+    def granted(role_kind: str, binding_kind: str, namespace: str | None) -> set[tuple[str, str]]:
+        rules: set[tuple[str, str]] = set()
+        for binding in [d for d in TIERED_BUILD if d["kind"] == binding_kind]:
+            if {"kind": "ServiceAccount", "name": account, "namespace": "observability"} not in binding["subjects"]:
+                continue
+            assert binding["roleRef"]["kind"] == role_kind
+            role = built(TIERED_BUILD, role_kind, binding["roleRef"]["name"], namespace)
+            for rule in role["rules"]:
+                if {"get", "watch", "list"} <= set(rule["verbs"]):
+                    rules |= {(g, r) for g in rule["apiGroups"] for r in rule["resources"]}
+        return rules
+
+    cluster = granted("ClusterRole", "ClusterRoleBinding", None)
+    assert {("", "pods"), ("", "namespaces"), ("apps", "replicasets"), ("batch", "jobs")} <= cluster
+    assert ("discovery.k8s.io", "endpointslices") in granted("Role", "RoleBinding", "observability") | cluster
+
+
+def test_agent_daemonset_wiring() -> None:
+    """Agent: config mounted where --config points, KUBE_NODE_NAME from spec.nodeName as k8sattributes filters on,
+    MY_POD_IP, probes on the health_check port, limits."""
+    agent = built(TIERED_BUILD, "DaemonSet", "otel-agent")
+    spec = pod_template(agent)["spec"]
+    (container,) = spec["containers"]
+    config_path = Path(next(a for a in container["args"] if a.startswith("--config=")).split("=", 1)[1])
+    mount = next(m for m in container["volumeMounts"] if Path(m["mountPath"]) == config_path.parent)
+    volume = next(v for v in spec["volumes"] if v["name"] == mount["name"])
+    config_map = built(TIERED_BUILD, "ConfigMap", volume["configMap"]["name"])
+    config = yaml.safe_load(config_map["data"][config_path.name])
+    env = env_of(container)
+    node_var = config["processors"]["k8sattributes"]["filter"]["node_from_env_var"]
+    assert env[node_var]["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"
+    assert env["MY_POD_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert ports[container[probe]["httpGet"]["port"]] == 13133
+    assert container["resources"]["limits"]["memory"] and container["resources"]["limits"]["cpu"]
+    assert config["service"]["pipelines"]["traces"]["processors"] == ["memory_limiter", "k8sattributes", "batch"]
+
+
+@pytest.mark.parametrize("tier", ["agent", "gateway"])
+def test_tiered_configmaps_are_the_generated_configs(tmp_path: Path, tier: str) -> None:
+    """k8s/tiered/<tier>-configmap.yaml holds exactly `floe-otel collector-config --tier <tier>` of the manifest."""
+    from floe_otel_distro.backends import OWN_DISTRIBUTION, installed_entry_points
+    from floe_otel_distro.cli import tiered_config
+    from floe_otel_distro.plan import Inputs, build_plan
+
+    manifest = tmp_path / "manifest.yaml"
+    manifest.write_text(find("ConfigMap", "floe-platform-manifest", "floe")["data"]["manifest.yaml"])
+
+    def own(group: str) -> Any:
+        return tuple(ref for ref in installed_entry_points(group) if ref.dist == OWN_DISTRIBUTION)
+
+    plan = build_plan(Inputs({"FLOE_MANIFEST": str(manifest), "FLOE_MODE": "prod"}, entry_points=own,
+                             compiled_default=None))
+    shipped = yaml.safe_load(built(TIERED_BUILD, "ConfigMap", f"otel-{tier}-config")["data"]["collector.yaml"])
+    assert shipped == tiered_config(plan, tier), f"regenerate k8s/tiered/{tier}-configmap.yaml (see its header)"
+    if tier == "gateway":
+        (exporter,) = shipped["service"]["pipelines"]["traces"]["exporters"]
+        assert exporter.startswith("otlp_grpc/") and shipped["exporters"][exporter]["sending_queue"]["enabled"]
+        assert shipped["service"]["pipelines"]["traces"]["processors"] == ["memory_limiter", "tail_sampling", "batch"]
