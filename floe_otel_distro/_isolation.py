@@ -144,7 +144,7 @@ def conflicts(tree: str, theirs: dict[str, tuple[str, str]]) -> list[str]:
         for match in _REQUIRES.finditer(metadata):
             if _norm(match.group(1)) in theirs:
                 wanted.setdefault(match.group(1) + match.group(2).rstrip(), []).append(owner)
-    found = []
+    found: list[str] = []
     for text, owners in wanted.items():  # each distinct requirement parsed once
         try:
             req = Requirement(text)
