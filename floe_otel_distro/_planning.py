@@ -210,7 +210,17 @@ def _text(value: Any) -> str | None:
 # --- files -----------------------------------------------------------------------------------------------------
 def _validated(ctx: _Ctx, kind: str, path: str, doc: dict[str, Any]) -> dict[str, Any]:
     """``doc`` checked against floe's schema (``schema.py``): each rejected field is one problem, and ignored."""
-    from floe_otel_distro import schema
+    try:
+        from floe_otel_distro import schema
+    except ImportError:  # pydantic v1 (or none) on the path: an application's own pins win over ours
+        ctx.problem(
+            DEGRADED,
+            path,
+            "",
+            "reading floe's files needs pydantic >= 2.7, which this environment lacks (an application pinned to "
+            "pydantic v1?); the file is ignored: use the environment variables instead",
+        )
+        return {}
 
     models: dict[str, type[schema.BaseModel]] = {
         "spec": schema.Spec,
