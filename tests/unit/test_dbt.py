@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import textwrap
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -16,6 +17,8 @@ from typing import Any
 
 import pytest
 from opentelemetry import trace
+from opentelemetry.sdk._logs import LoggerProvider, ReadableLogRecord
+from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -39,6 +42,7 @@ class DbtRun:
     spans: list[ReadableSpan]
     metrics: dict[str, list[tuple[dict[str, Any], Any]]]
     events: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+    logs: list[ReadableLogRecord] = field(default_factory=list)
 
     @property
     def invocation(self) -> ReadableSpan:
@@ -58,6 +62,18 @@ class DbtRun:
 
     def run_results(self) -> list[dict[str, Any]]:
         return json.loads((self.project / "target" / "run_results.json").read_text())["results"]
+
+    def manifest(self) -> dict[str, Any]:
+        return json.loads((self.project / "target" / "manifest.json").read_text())
+
+    def logs_of(self, span: ReadableSpan) -> list[Any]:
+        """The log records (SDK LogRecords) carrying ``span``'s trace and span id."""
+        ctx = span.context
+        return [
+            r.log_record
+            for r in self.logs
+            if r.log_record.span_id == ctx.span_id and r.log_record.trace_id == ctx.trace_id
+        ]
 
 
 def copy_project(dest: Path) -> Path:
@@ -85,6 +101,7 @@ def invoke_dbt(
     args: list[str],
     callbacks: list[Callable[[Any], None]] | None = None,
     tracer_provider: Any = None,
+    log_level: str | None = None,
 ) -> DbtRun:
     """Instrument with in-memory providers, run ``dbtRunner().invoke(args)`` in ``project``, uninstrument."""
     exporter = InMemorySpanExporter()
@@ -92,8 +109,16 @@ def invoke_dbt(
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     reader = InMemoryMetricReader()
     meter_provider = MeterProvider(metric_readers=[reader])
+    log_exporter = InMemoryLogRecordExporter()
+    logger_provider = LoggerProvider()
+    logger_provider.add_log_record_processor(SimpleLogRecordProcessor(log_exporter))
     instrumentor = DbtInstrumentor()
-    instrumentor.instrument(tracer_provider=tracer_provider or provider, meter_provider=meter_provider)
+    instrumentor.instrument(
+        tracer_provider=tracer_provider or provider,
+        meter_provider=meter_provider,
+        logger_provider=logger_provider,
+        log_level=log_level,
+    )
     old_env = os.environ.get("JAFFLE_DUCKDB_PATH")
     os.environ["JAFFLE_DUCKDB_PATH"] = str(project / "jaffle.duckdb")
     try:
@@ -108,7 +133,14 @@ def invoke_dbt(
             os.environ.pop("JAFFLE_DUCKDB_PATH", None)
         else:
             os.environ["JAFFLE_DUCKDB_PATH"] = old_env
-    return DbtRun(project, res.success, res.exception, list(exporter.get_finished_spans()), metric_points(reader))
+    return DbtRun(
+        project,
+        res.success,
+        res.exception,
+        list(exporter.get_finished_spans()),
+        metric_points(reader),
+        logs=list(log_exporter.get_finished_logs()),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -435,3 +467,151 @@ def test_args_are_redacted() -> None:
         "--api-token",
         "<redacted>",
     ]
+
+
+# ---- issue 11: log records, node attributes, DAG links, node duration ---------------------------------
+
+
+def test_every_node_has_log_records_on_its_span(build: DbtRun) -> None:
+    """dbt's events become records on the node span they are about (hooks included), one trace, INFO+."""
+    for uid, span in build.nodes.items():
+        records = build.logs_of(span)
+        assert records, uid
+        assert all(
+            r.attributes.get("dbt.node.unique_id") == uid for r in records if "dbt.node.unique_id" in r.attributes
+        )
+    trace_ids = {r.log_record.trace_id for r in build.logs}
+    assert trace_ids == {build.invocation.context.trace_id}
+    assert all(r.log_record.severity_number.value >= 9 for r in build.logs)  # INFO: no debug events
+    assert all("\x1b" not in str(r.log_record.body) for r in build.logs)  # no ANSI colours
+    inv_records = build.logs_of(build.invocation)
+    assert any("Done. PASS=" in str(r.body) for r in inv_records)  # node-less events: the invocation span
+
+
+def test_failing_test_error_text_is_a_record_on_its_span(build: DbtRun) -> None:
+    failing = build.nodes["test.jaffle.assert_order_amounts_positive"]
+    errors = [r for r in build.logs_of(failing) if r.severity_text == "ERROR"]
+    assert any("Got 1 result, configured to fail if != 0" in str(r.body) for r in errors), [r.body for r in errors]
+    assert {r.attributes["dbt.event.name"] for r in errors} >= {"LogTestResult", "RunResultError"}
+    assert all(r.attributes["dbt.node.unique_id"] == "test.jaffle.assert_order_amounts_positive" for r in errors)
+
+
+def test_links_equal_manifest_depends_on(build: DbtRun) -> None:
+    """Each node span links to the spans of its upstream nodes (manifest depends_on.nodes)."""
+    manifest = build.manifest()
+    nodes = build.nodes
+    by_span_id = {s.context.span_id: uid for uid, s in nodes.items()}
+    checked = 0
+    for uid, span in nodes.items():
+        depends_on = manifest["nodes"].get(uid, {}).get("depends_on", {}).get("nodes", [])
+        linked = sorted(by_span_id[link.context.span_id] for link in span.links)
+        assert linked == sorted(d for d in depends_on if d in nodes), uid  # every upstream ran here
+        assert [link.attributes["dbt.node.unique_id"] for link in span.links] == [
+            by_span_id[x.context.span_id] for x in span.links
+        ]
+        if depends_on:
+            assert list((span.attributes or {})["dbt.node.depends_on"]) == depends_on
+            checked += 1
+    assert checked >= 15
+    assert len(nodes["model.jaffle.orders"].links) == 2
+
+
+def test_relation_and_skip_cause(build: DbtRun) -> None:
+    nodes = build.nodes
+    relation = (nodes["model.jaffle.orders"].attributes or {})["dbt.node.relation"]
+    assert relation == "jaffle.main.orders"
+    assert (nodes["seed.jaffle.raw_orders"].attributes or {})["dbt.node.relation"] == "jaffle.main.raw_orders"
+    assert "dbt.node.relation" not in (nodes["test.jaffle.assert_order_amounts_positive"].attributes or {})
+    skipped = {uid: s for uid, s in nodes.items() if (s.attributes or {}).get("dbt.node.skipped")}
+    assert sorted(skipped) == [
+        "model.jaffle.customer_revenue",
+        "test.jaffle.not_null_customer_revenue_customer_id.a01a561673",
+    ]
+    for uid, span in skipped.items():  # the root failure, also through the skipped model
+        assert (span.attributes or {})["dbt.node.skip_cause"] == "test.jaffle.assert_order_amounts_positive", uid
+        assert any("SKIP" in str(r.body) for r in build.logs_of(span)), uid
+    assert not any("dbt.node.skip_cause" in (s.attributes or {}) for uid, s in nodes.items() if uid not in skipped)
+
+
+def test_node_duration_histogram(build: DbtRun) -> None:
+    points = build.metrics["floe.pipeline.node.duration"]
+    keys = {(a["floe.node.type"], a["floe.node.status"]) for a, _ in points}
+    assert keys == {
+        ("seed", "success"),
+        ("model", "success"),
+        ("snapshot", "success"),
+        ("test", "pass"),
+        ("test", "fail"),
+        ("model", "skipped"),
+        ("test", "skipped"),
+        ("operation", "success"),
+    }
+    for attributes, (_count, total) in points:
+        assert set(attributes) == {
+            "floe.pipeline.component",
+            "floe.pipeline.name",
+            "floe.node.type",
+            "floe.node.status",
+        }
+        assert attributes["floe.pipeline.name"] == "jaffle" and attributes["floe.pipeline.component"] == "dbt"
+        assert total >= 0
+    assert sum(count for _, (count, _) in points) == len(build.run_results())
+
+
+def test_debug_events_only_at_debug_level(tmp_path: Path) -> None:
+    project = copy_project(tmp_path)
+    info = invoke_dbt(project, ["seed", "--threads", "1"])
+    debug = invoke_dbt(project, ["seed", "--threads", "1"], log_level="DEBUG")
+    assert not any(r.log_record.severity_text == "DEBUG" for r in info.logs)
+    debug_records = [r.log_record for r in debug.logs if r.log_record.severity_text == "DEBUG"]
+    assert len(debug_records) > len(info.logs)  # SQL, connections, timings: many
+    seed = debug.nodes["seed.jaffle.raw_orders"]
+    assert any(r.span_id == seed.context.span_id for r in debug_records)
+    warn = invoke_dbt(project, ["seed", "--threads", "1"], log_level="WARNING")
+    assert warn.logs == [] and warn.success  # nothing at WARN+ in a green seed
+
+
+def test_unsampled_invocation_exports_only_warnings_and_errors(tmp_path: Path) -> None:
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+
+    project = copy_project(tmp_path)
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(sampler=ALWAYS_OFF)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    run = invoke_dbt(project, ["build"], tracer_provider=provider)
+    assert run.success is False and exporter.get_finished_spans() == ()
+    assert run.logs and all(r.log_record.severity_number.value >= 13 for r in run.logs)
+    assert any("Got 1 result" in str(r.log_record.body) for r in run.logs)
+    assert all(r.log_record.trace_id != 0 for r in run.logs)  # still correlated (trace id, unsampled)
+    points = run.metrics["floe.pipeline.node.duration"]
+    assert sum(count for _, (count, _) in points) == len(run.run_results())
+
+
+def test_source_freshness_attributes(tmp_path: Path) -> None:
+    """``dbt source freshness``: age (s) and status on the source's node span."""
+    project = copy_project(tmp_path)
+    assert invoke_dbt(project, ["seed", "--threads", "1"]).success
+    (project / "models" / "sources.yml").write_text(
+        textwrap.dedent(
+            """\
+            version: 2
+            sources:
+              - name: raw
+                schema: main
+                tables:
+                  - name: raw_orders
+                    loaded_at_field: "cast(order_date as timestamp)"
+                    freshness:
+                      warn_after: {count: 1, period: day}
+                      error_after: {count: 36500, period: day}
+            """
+        )
+    )
+    run = invoke_dbt(project, ["source", "freshness"])
+    span = run.nodes["source.jaffle.raw.raw_orders"]
+    a = span.attributes or {}
+    assert a["dbt.source.freshness.status"] == "warn" == a["dbt.node.status"]
+    assert a["dbt.source.freshness.age_s"] > 86400 * 365  # order dates are from 2018
+    assert a["dbt.source.freshness.max_loaded_at"].startswith("2018-")
+    assert a["dbt.node.relation"] == "jaffle.main.raw_orders"
+    assert run.logs_of(span)
