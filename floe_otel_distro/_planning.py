@@ -846,7 +846,24 @@ def _sampler(ctx: _Ctx, mode: str) -> tuple[str, float | None]:
     if arg is not None:
         ratio = env.number(E.OTEL_TRACES_SAMPLER_ARG, arg, ratio, float, 0.0, 1.0)
         ctx.layers.sources["sampling_ratio"] = f"env:{E.OTEL_TRACES_SAMPLER_ARG}"
+    elif (layout := _tiered_layout(ctx)) is not None:
+        # docs/scale-out.md: the gateways' tail sampling decides (errors, pipeline runs, slow traces, the mode's
+        # share of the rest), so head sampling keeps every span; only OTEL_TRACES_SAMPLER_ARG still wins
+        ratio = 1.0
+        ctx.layers.sources["sampling_ratio"] = layout
     return name, ratio
+
+
+def _tiered_layout(ctx: _Ctx) -> str | None:
+    """Where the tiered collector layout is selected (``FLOE_COLLECTOR_LAYOUT=tiered``, else the manifest's
+    ``plugins.telemetry_backend.config.collector_layout: tiered``); None when it is not."""
+    raw = ctx.env.raw("FLOE_COLLECTOR_LAYOUT")
+    if raw is not None:
+        return "env:FLOE_COLLECTOR_LAYOUT" if raw.strip().lower() == "tiered" else None
+    config, where = ctx.layers.get("backend_config")
+    if isinstance(config, dict) and str(config.get("collector_layout", "")).strip().lower() == "tiered":
+        return f"{where}.collector_layout"
+    return None
 
 
 def _propagators(ctx: _Ctx) -> tuple[str, ...]:
