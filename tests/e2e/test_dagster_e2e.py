@@ -291,3 +291,32 @@ def test_dagster_asset_running_dbt_subprocess_one_trace(collector: Collector, tm
     asset = _by_name(spans, "dagster.asset dbt_build_subprocess")
     assert asset["attributes"]["dagster.status"] == "success"
     assert invocation["resource"]["process.pid"] != asset["resource"]["process.pid"]
+
+
+def test_failing_run_logs_are_records_on_their_spans(collector: Collector, tmp_path: Path) -> None:
+    """Issue 11: Dagster's events reach the logs pipeline with the step's / run's trace and span ids."""
+    proc = _execute(collector, tmp_path, "definitions.py", "failing_job")
+    assert proc.returncode != 0
+
+    def failure_logged(c: Collector) -> bool:
+        types = {r["attributes"].get("dagster.event_type") for r in c.logs()}
+        names = {s["name"] for s in c.spans()}
+        return {"STEP_FAILURE", "RUN_FAILURE"} <= types and "dagster.step broken_asset" in names
+
+    assert collector.wait_for(failure_logged, timeout=30)
+    spans = [s for s in collector.spans() if s["scope"] == DAGSTER_SCOPE]
+    run = _by_name(spans, "dagster.run failing_job")
+    step = _by_name(spans, "dagster.step broken_asset")
+    asset = _by_name(spans, "dagster.asset broken_asset")
+    records = [r for r in collector.logs() if "dagster.run_id" in r["attributes"]]
+    assert records and all(r["trace_id"] == run["trace_id"] for r in records), records
+    (failure,) = [r for r in records if r["attributes"].get("dagster.event_type") == "STEP_FAILURE"]
+    assert failure["severity"] == "ERROR"
+    assert failure["span_id"] in {step["span_id"], asset["span_id"]}  # logged in the step's child process
+    assert "broken_asset exploded on purpose" in failure["body"]
+    assert failure["resource"]["process.pid"] == step["resource"]["process.pid"]
+    (run_failure,) = [r for r in records if r["attributes"].get("dagster.event_type") == "RUN_FAILURE"]
+    assert run_failure["span_id"] == run["span_id"]
+    starts = [r for r in records if r["attributes"].get("dagster.event_type") == "STEP_START"]
+    assert [r["attributes"]["dagster.step.key"] for r in starts] == ["broken_asset"]
+    assert starts[0]["span_id"] in {step["span_id"], asset["span_id"]}

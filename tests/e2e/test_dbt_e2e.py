@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -141,3 +142,73 @@ def test_dbt_seed_success_joins_traceparent(collector: Collector, tmp_path: Path
     assert collector.wait_for(lambda c: bool(c.latest_points("floe.pipeline.run.duration")))
     (run,) = collector.latest_points("floe.pipeline.run.duration")
     assert run["attributes"]["floe.pipeline.status"] == "success"
+
+
+def _raw_links(collector: Collector) -> dict[str, list[dict[str, Any]]]:
+    """span id -> its links as the collector received them (the span view of tests.support has none)."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    path = collector.workdir / "traces.jsonl"
+    for line in path.read_text().splitlines() if path.exists() else []:
+        if not line.strip():
+            continue
+        for rs in json.loads(line).get("resourceSpans", []):
+            for ss in rs.get("scopeSpans", []):
+                for sp in ss.get("spans", []):
+                    out[sp["spanId"]] = sp.get("links") or []
+    return out
+
+
+def test_dbt_build_logs_links_and_causes_at_the_collector(collector: Collector, tmp_path: Path) -> None:
+    """Issue 11: dbt's events are log records on their node spans; links == depends_on; skips name a cause."""
+    project = _project(tmp_path)
+    code, output = _dbt(collector, project, "build")
+    assert code == 1, output
+    results = json.loads((project / "target" / "run_results.json").read_text())["results"]
+    manifest = json.loads((project / "target" / "manifest.json").read_text())
+    unique_ids = {r["unique_id"] for r in results}
+
+    def complete(c: Collector) -> bool:
+        spans = {s["attributes"].get("dbt.node.unique_id") for s in c.spans()}
+        logged = {r["attributes"].get("dbt.node.unique_id") for r in c.logs()}
+        return unique_ids <= spans and unique_ids <= logged and any("Done. PASS=" in str(r["body"]) for r in c.logs())
+
+    assert collector.wait_for(complete, timeout=30)
+    spans = [s for s in collector.spans() if s["scope"] == "floe_otel_distro.instrumentation.dbt"]
+    (inv,) = [s for s in spans if s["name"] == "dbt build"]
+    nodes = {s["attributes"]["dbt.node.unique_id"]: s for s in spans if "dbt.node.unique_id" in s["attributes"]}
+    records = [r for r in collector.logs() if r["trace_id"] == inv["trace_id"]]
+    by_span: dict[str, list[dict[str, Any]]] = {}
+    for r in records:
+        by_span.setdefault(r["span_id"], []).append(r)
+
+    # every executed node (all of run_results.json) has >= 1 record carrying its span id
+    for uid in unique_ids:
+        assert by_span.get(nodes[uid]["span_id"]), uid
+    # no record escaped correlation, and none from dbt's debug events (FLOE_LOG_LEVEL defaults to INFO)
+    assert all(r["trace_id"] and r["span_id"] for r in collector.logs() if "dbt.event.name" in r["attributes"])
+    assert {r["severity"] for r in records} <= {"INFO", "WARN", "ERROR"}
+
+    failing = nodes["test.jaffle.assert_order_amounts_positive"]
+    failing_records = by_span[failing["span_id"]]
+    assert any(
+        r["severity"] == "ERROR" and "Got 1 result, configured to fail if != 0" in r["body"] for r in failing_records
+    ), failing_records
+
+    links = _raw_links(collector)
+    span_to_uid = {s["span_id"]: uid for uid, s in nodes.items()}
+    for uid, span in nodes.items():
+        depends_on = manifest["nodes"].get(uid, {}).get("depends_on", {}).get("nodes", [])
+        linked = sorted(span_to_uid[link["spanId"]] for link in links[span["span_id"]])
+        assert linked == sorted(depends_on), uid  # every upstream of the jaffle build runs in the build
+        assert all(link["traceId"] == inv["trace_id"] for link in links[span["span_id"]])
+
+    for uid in ("model.jaffle.customer_revenue", "test.jaffle.not_null_customer_revenue_customer_id.a01a561673"):
+        attributes = nodes[uid]["attributes"]
+        assert attributes["dbt.node.skipped"] is True
+        assert attributes["dbt.node.skip_cause"] == "test.jaffle.assert_order_amounts_positive", uid
+    assert nodes["model.jaffle.orders"]["attributes"]["dbt.node.relation"].endswith(".main.orders")
+
+    assert collector.wait_for(lambda c: bool(c.latest_points("floe.pipeline.node.duration")))
+    durations = collector.latest_points("floe.pipeline.node.duration")
+    assert sum(int(p["count"]) for p in durations) == len(results)
+    assert {p["attributes"]["floe.node.type"] for p in durations} == {"seed", "model", "snapshot", "test", "operation"}
