@@ -35,6 +35,7 @@ from tests.support.collector import Collector, collector_binary, free_port
 from tests.support.run import BIN, instrumented_env
 
 pytestmark = pytest.mark.e2e
+LOAD_SECONDS = 5.0  # the sizing run's length (bounded: the machine is shared)
 FLOE_OTEL = str(Path(sys.executable).parent / "floe-otel")
 APP = Path(__file__).parent / "apps" / "scale_out_app.py"
 RATIO = 0.10  # prod: the gateway keeps 10 % of ordinary traces
@@ -156,7 +157,7 @@ def run_apps(tmp: Path, agent: Node, count: int, per_app: int, tag: str, seconds
     env = instrumented_env(
         f"http://127.0.0.1:{agent.http}",
         FLOE_MODE="prod",
-        FLOE_SAMPLING_RATIO="1.0",  # the tiered layout's SDK rule: keep everything, the gateways decide
+        FLOE_COLLECTOR_LAYOUT="tiered",  # the plan's rule: the SDK keeps every span (prod would keep 10 %)
         OTEL_BSP_SCHEDULE_DELAY="200",
         OTEL_METRICS_EXPORTER="none",
         OTEL_LOGS_EXPORTER="none",
@@ -331,3 +332,93 @@ def test_gateway_killed_mid_run_agent_reroutes_and_accounts_for_every_span(clust
           f"{delivered} (a batch is retried whole: spans already delivered are sent again)")
     assert accepted == 3 * 300 * 3, "the agent accepted every span the processes sent"
     assert sent_ok + failed + enqueue_failed == accepted
+
+
+PREFIX = b"FLOEPROF"
+
+
+def _requests(count: int, traces: int, spans: int) -> list[bytes]:
+    """Serialized OTLP trace requests, every trace id unique: ``count`` requests of ``traces`` x ``spans``.
+    Trace ids start with PREFIX, so ``body.replace(PREFIX, other)`` makes a fresh set of traces cheaply."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+    from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
+
+    now = time.time_ns()
+    out = []
+    for r in range(count):
+        scope = ScopeSpans()
+        for t in range(traces):
+            trace_id = PREFIX + os.urandom(8)
+            for i in range(spans):
+                scope.spans.append(Span(
+                    trace_id=trace_id, span_id=(i + 1).to_bytes(8, "big"),
+                    parent_span_id=b"" if i == 0 else (1).to_bytes(8, "big"), name=f"step-{i}",
+                    start_time_unix_nano=now, end_time_unix_nano=now + 1_000_000,
+                    attributes=[KeyValue(key="floe.step", value=AnyValue(int_value=i))],
+                ))
+        resource = ResourceSpans(scope_spans=[scope])
+        resource.resource.attributes.append(KeyValue(key="service.name", value=AnyValue(string_value="load")))
+        out.append(ExportTraceServiceRequest(resource_spans=[resource]).SerializeToString())
+    return out
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_one_gateway_sustained_throughput(tmp_path: Path) -> None:
+    """Sizing: OTLP/HTTP load into one gateway (tail sampling, prod share, queue to a backend) for LOAD_SECONDS.
+    Reports spans/s accepted and spans per gateway CPU-second; nothing may be refused at this load."""
+    import threading
+
+    (tmp_path / "metrics-sink").mkdir()
+    (tmp_path / "backend").mkdir()
+    metrics_sink, backend = Collector(tmp_path / "metrics-sink"), Collector(tmp_path / "backend")
+    gateway = Node("gw", generate(tmp_path, "gateway"), tmp_path, metrics_sink,
+                   PROOF_BACKEND=f"127.0.0.1:{backend.http_port}")
+    try:
+        bodies = _requests(count=40, traces=50, spans=10)  # 20k spans a round; every round new trace ids
+        url = f"http://127.0.0.1:{gateway.http}/v1/traces"
+        stop = time.monotonic() + LOAD_SECONDS
+        posted = [0, 0]
+
+        def client(offset: int) -> None:
+            n = offset
+            while time.monotonic() < stop:
+                body = bodies[n % len(bodies)].replace(PREFIX, b"R" + (n // len(bodies)).to_bytes(7, "big"))
+                req = urllib.request.Request(url, data=body, headers={"Content-Type": "application/x-protobuf"})
+                with urllib.request.urlopen(req, timeout=10) as r:
+                    posted[r.status == 200] += 500
+                n += 2
+
+        cpu_before, started = _cpu_seconds(gateway.proc.pid), time.monotonic()
+        threads = [threading.Thread(target=client, args=(k,)) for k in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        elapsed, cpu = time.monotonic() - started, _cpu_seconds(gateway.proc.pid) - cpu_before
+
+        def decisions(_: Collector) -> dict[str, int]:
+            return {flag: counter(metrics_sink, "otelcol_processor_tail_sampling_global_count_traces_sampled", "gw",
+                                  decision=flag) for flag in ("sampled", "not_sampled")}
+
+        # every trace decided after decision_wait (2 s here)
+        metrics_sink.wait_for(lambda c: sum(decisions(c).values()) >= posted[1] // 10, timeout=15)
+        decided = decisions(metrics_sink)
+        early = counter(metrics_sink, "otelcol_processor_tail_sampling_sampling_trace_dropped_too_early", "gw")
+        accepted = counter(metrics_sink, "otelcol_receiver_accepted_spans", "gw", receiver="otlp")
+        refused = counter(metrics_sink, "otelcol_receiver_refused_spans", "gw", receiver="otlp")
+        print(f"\none gateway: {accepted} spans in {elapsed:.1f} s = {accepted / elapsed:,.0f} spans/s accepted, "
+              f"refused {refused}, evicted undecided {early}; traces decided {sum(decided.values())} "
+              f"(kept {decided['sampled']}); gateway CPU {cpu:.2f} s = {accepted / max(cpu, 0.01):,.0f} spans per CPU-second")
+        assert accepted == posted[1] and posted[0] == 0 and refused == 0 and early == 0
+        assert sum(decided.values()) == accepted // 10, "every trace decided"
+        assert abs(decided["sampled"] / sum(decided.values()) - RATIO) < 0.02
+        assert accepted / elapsed > 2_000, "far below what one gateway should take"
+    finally:
+        gateway.stop()
+        backend.stop()
+        metrics_sink.stop()
