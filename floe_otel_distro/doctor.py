@@ -16,10 +16,16 @@ from floe_otel_distro.redaction import redact_url
 
 
 def check_endpoints(plan: Plan) -> dict[str, dict[str, Any]]:
-    """Per signal, the answer to a real, empty OTLP export with the plan's protocol and headers."""
+    """Per signal, the answer to a real, empty OTLP export with the plan's protocol and headers; plus, for a
+    floe-core backend plugin, its own ``validate_connection()`` (key ``backend``)."""
+    from floe_otel_distro.backends import validate_connection
     from floe_otel_distro.probe import probe
 
     out: dict[str, dict[str, Any]] = {}
+    answer = validate_connection(plan.backend)
+    if answer is not None:
+        ok, detail = answer
+        out["backend"] = {"ok": ok, "status": "validate_connection", "detail": detail}
     for name, signal in plan.signals.items():
         for exporter in signal.exporters:
             if exporter.kind != "otlp" or not exporter.endpoint:
@@ -67,7 +73,8 @@ def render(plan: Plan, checks: Mapping[str, Mapping[str, Any]] | None = None) ->
         lines.append(f"  backend   {b.name}  {where} (plugin {b.plugin_version}, floe API {b.floe_api_version})")
         lines.append(f"            selected by {b.source}")
         for shadow in b.shadows:
-            lines.append(f"            shadows {shadow}")
+            builtin = " (the built-in)" if shadow.startswith("floe-otel-distro") else ""
+            lines.append(f"            shadows {shadow}{builtin}")
     lines.append("")
     lines.append("signals")
     for name, signal in plan.signals.items():
@@ -110,6 +117,9 @@ def render(plan: Plan, checks: Mapping[str, Mapping[str, Any]] | None = None) ->
         lines.append("")
         lines.append("where values came from")
         lines.extend(f"  {key:28} <- {source}" for key, source in plan.sources.items())
+    if checks and "backend" in checks:
+        c = checks["backend"]
+        lines.append(f"  {'backend':8} check: {'OK' if c['ok'] else 'FAILED'} {c['detail']}")
     lines.append("")
     if plan.problems:
         lines.append("problems")

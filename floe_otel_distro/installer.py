@@ -55,7 +55,10 @@ def _console(signal: str) -> Any:
         from floe_otel_distro.backends import candidates, installed_entry_points
 
         for ref in candidates(installed_entry_points("floe.telemetry_backends"), "console"):
-            exporter = ref.load()().console_exporter("traces")
+            plugin = ref.load()()
+            if not hasattr(plugin, "console_exporter"):  # floe-core's console plugin: not one of ours
+                continue
+            exporter = plugin.console_exporter("traces")
             if exporter is not None:
                 return exporter
         msg = "no console backend plugin provides a trace exporter"
