@@ -346,9 +346,9 @@ def _requests(count: int, traces: int, spans: int) -> list[bytes]:
 
     now = time.time_ns()
     out = []
-    for r in range(count):
+    for _ in range(count):
         scope = ScopeSpans()
-        for t in range(traces):
+        for _ in range(traces):
             trace_id = PREFIX + os.urandom(8)
             for i in range(spans):
                 scope.spans.append(Span(
@@ -413,7 +413,8 @@ def test_one_gateway_sustained_throughput(tmp_path: Path) -> None:
         refused = counter(metrics_sink, "otelcol_receiver_refused_spans", "gw", receiver="otlp")
         print(f"\none gateway: {accepted} spans in {elapsed:.1f} s = {accepted / elapsed:,.0f} spans/s accepted, "
               f"refused {refused}, evicted undecided {early}; traces decided {sum(decided.values())} "
-              f"(kept {decided['sampled']}); gateway CPU {cpu:.2f} s = {accepted / max(cpu, 0.01):,.0f} spans per CPU-second")
+              f"(kept {decided['sampled']}); gateway CPU {cpu:.2f} s = "
+              f"{accepted / max(cpu, 0.01):,.0f} spans per CPU-second")
         assert accepted == posted[1] and posted[0] == 0 and refused == 0 and early == 0
         assert sum(decided.values()) == accepted // 10, "every trace decided"
         assert abs(decided["sampled"] / sum(decided.values()) - RATIO) < 0.02
