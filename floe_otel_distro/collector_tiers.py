@@ -45,6 +45,8 @@ DECISION_WAIT = "10s"
 #: traces held in memory awaiting a decision: >= spans/s / spans-per-trace * decision_wait, with headroom
 NUM_TRACES = 100_000
 LATENCY_THRESHOLD_MS = 5_000
+#: decided trace ids remembered per outcome (8 bytes each, ~1 MB)
+DECISION_CACHE = 100_000
 
 
 @dataclass(frozen=True)
@@ -239,6 +241,9 @@ def gateway_config(
         "decision_wait": opts.decision_wait,
         "num_traces": NUM_TRACES,
         "expected_new_traces_per_sec": 1000,
+        # spans arriving after their trace left memory (a dbt run's root span ends minutes after its first node
+        # span was decided) follow the trace's decision instead of being decided again on their own
+        "decision_cache": {"sampled_cache_size": DECISION_CACHE, "non_sampled_cache_size": DECISION_CACHE},
         "policies": tail_sampling_policies(ratio, opts.latency_threshold_ms),
     }
     sized: dict[str, Any] = {}
