@@ -616,16 +616,16 @@ def _event_callback(installed: _Installed, invocation: _Invocation) -> Callable[
     else the invocation span. Below WARN, nothing is emitted for an unsampled invocation.
     """
     logger = installed.otel_logger()
-    threshold = invocation.min_severity
+    floor = invocation.min_severity if invocation.sampled else max(invocation.min_severity, SeverityNumber.WARN.value)
+    # the levels exported, decided once: the per-event test is one set lookup
+    exported = {level: sev for level, sev in _SEVERITIES.items() if sev[0].value >= floor}
     node_contexts = invocation.node_contexts
-    warn = SeverityNumber.WARN.value
 
     def on_event(msg: Any) -> None:
         try:
             info = msg.info
-            severity = _SEVERITIES.get(info.level, _INFO)
-            number = severity[0].value
-            if number < threshold or invocation.closed or (number < warn and not invocation.sampled):
+            severity = exported.get(info.level)
+            if severity is None or invocation.closed:
                 return
             text = info.msg
             if not text or text.isspace():
