@@ -1,4 +1,4 @@
-"""dbt instrumentor: a span per dbt invocation, a child span per executed node, and the dbt pipeline metrics.
+"""dbt instrumentor: invocation and node spans (DAG links), dbt's events as log records, the pipeline metrics.
 
 Zero-code: ``opentelemetry-instrument dbt build …`` and programmatic ``dbtRunner().invoke([...])`` are both
 covered, because both go through the same two dbt extension points, which are patched the moment the
@@ -15,6 +15,12 @@ wrapt function wrappers, undone by ``uninstrument``):
   as its **explicit** parent (worker threads do not inherit the context) and made current on that
   thread, so anything instrumented inside the node nests under it. Attributes come from the
   ``RunResult`` dbt returns (status, adapter response, thread, execution time, timing).
+
+Each node span links to the spans of its upstream nodes (manifest ``depends_on``) that already ran in the
+invocation. dbt's structured events reach OTel's logs pipeline through an event callback added to a copy of
+``ctx.obj["callbacks"]`` (dbt's own loggers do not propagate to the root logger): one record per event at or
+above the plan's log level, on the span of the node it is about. ``GraphRunnableTask._mark_dependent_errors``
+is wrapped to record which failed node each skipped node was skipped for.
 
 Results dbt reports without going through ``call_runner`` (e.g. ``on-run-start`` hook operations) get a
 node span after the fact, from the ``RunResult`` timing, so every ``unique_id`` of ``run_results.json``
