@@ -99,9 +99,14 @@ class _State:
     tracer_provider: Any = None
     meter_provider: Any = None
     logger_provider: Any = None
-    logger: Any = None
+    logger: Any = None  # built on the first record: a process that never logs through Dagster never builds the logs SDK
     min_severity: int = SeverityNumber.INFO.value
     wrapped: list[tuple[Any, str]] = field(default_factory=list)  # (owner, attribute), for unwrap
+
+    def otel_logger(self) -> Any:
+        if self.logger is None:
+            self.logger = _logs.get_logger(__name__, logger_provider=self.logger_provider)
+        return self.logger
 
 
 _state: _State | None = None
@@ -143,7 +148,6 @@ class DagsterInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             tracer_provider=tracer_provider,
             meter_provider=meter_provider,
             logger_provider=logger_provider,
-            logger=_logs.get_logger(__name__, logger_provider=logger_provider),
             min_severity=min_severity(kwargs.get("log_level") or _plan_log_level()),
         )
         _hooks.activate()
@@ -652,7 +656,7 @@ def _emit_record(state: _State, record: logging.LogRecord) -> None:
     if event_type:
         attributes[EVENT_TYPE] = event_type
     exc_info = record.exc_info
-    state.logger.emit(
+    state.otel_logger().emit(
         timestamp=int(record.created * 1e9),
         context=log_context,
         severity_number=number,

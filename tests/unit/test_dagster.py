@@ -421,10 +421,23 @@ def test_debug_level_exports_dagster_debug_events() -> None:
     t = Telemetry()
     instrumentor = DagsterInstrumentor()
     instrumentor.instrument(
-        tracer_provider=t.tracer_provider, logger_provider=t.logger_provider, log_level="DEBUG"
+        tracer_provider=t.tracer_provider,
+        meter_provider=t.meter_provider,  # never the global one: other tests check it is built lazily
+        logger_provider=t.logger_provider,
+        log_level="DEBUG",
     )
     try:
         assert _job("assets_job_in_process").execute_in_process().success
     finally:
         instrumentor.uninstrument()
     assert any(r.severity_text == "DEBUG" for r in t.logs())
+
+
+def test_instrument_builds_no_logger_before_the_first_record() -> None:
+    """instrument() runs in every instrumented process: the logs SDK must not be built for it."""
+    instrumentor = DagsterInstrumentor()
+    instrumentor.instrument(tracer_provider=TracerProvider(), meter_provider=MeterProvider())
+    try:
+        assert floe_dagster._state is not None and floe_dagster._state.logger is None
+    finally:
+        instrumentor.uninstrument()
