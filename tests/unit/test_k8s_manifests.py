@@ -198,12 +198,12 @@ def test_instrumentation_schema_rejects_unknown_fields() -> None:
 
 def test_kustomization_lists_every_manifest() -> None:
     """k8s/kustomization.yaml (the single-tier base) names exactly the manifest files under k8s/, except the tiered
-    layout's own (k8s/tiered/, listed by its kustomization; see test_tiered_kustomization_lists_its_manifests)."""
+    layout's own (k8s/tiered/, a Component listing them; see test_tiered_kustomization_lists_its_manifests)."""
     kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
     listed = set(kustomization["resources"])
     on_disk = {
         str(p.relative_to(K8S)) for p in K8S.rglob("*.yaml")
-        if p.name != "kustomization.yaml" and p.relative_to(K8S).parts[0] not in ("tiered", "overlays")
+        if p.name != "kustomization.yaml" and p.relative_to(K8S).parts[0] != "tiered"
     }
     assert listed == on_disk
 
@@ -456,9 +456,9 @@ def test_instrumentation_samples_prod_at_floes_ratio_and_refers_to_existing_file
         assert (REPO / ref).is_file(), ref
 
 
-# --- the tiered layout (docs/scale-out.md): k8s/tiered + k8s/overlays/{single-tier,tiered} ----------------------
+# --- the tiered layout (docs/scale-out.md): the k8s/tiered Component, switched on in k8s/kustomization.yaml ------
 TIERED = K8S / "tiered"
-OVERLAYS = K8S / "overlays"
+SWITCH = "# components:\n#   - tiered\n"  # in k8s/kustomization.yaml; uncommented = the tiered layout
 
 
 def _merge(base: Any, patch: Any) -> Any:
@@ -475,34 +475,42 @@ def _ident(doc: dict[str, Any]) -> tuple[str, str | None, str]:
     return doc["kind"], doc["metadata"].get("namespace"), doc["metadata"]["name"]
 
 
-def kustomize_build(directory: Path) -> list[dict[str, Any]]:
-    """What ``kustomize build directory`` yields for the features k8s/ uses: resources (files and directories,
-    recursively) and inline patches (strategic merge of maps, ``$patch: delete``). Like kustomize, a duplicate
-    object or a patch whose target is missing is an error."""
-    kustomization = yaml.safe_load((directory / "kustomization.yaml").read_text())
-    assert set(kustomization) <= {"apiVersion", "kind", "resources", "patches"}, "feature not emulated here"
-    docs: list[dict[str, Any]] = []
-    for resource in kustomization.get("resources", []):
-        path = (directory / resource).resolve()
-        if path.is_dir():
-            docs += kustomize_build(path)
-        else:
-            docs += [d for d in yaml.safe_load_all(path.read_text()) if d]
-    idents = [_ident(d) for d in docs]
-    assert len(idents) == len(set(idents)), f"{directory}: duplicate objects"
-    for entry in kustomization.get("patches", []):
+def _patch(docs: list[dict[str, Any]], entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    docs = list(docs)
+    for entry in entries:
         assert set(entry) == {"patch"}, "only inline patches are emulated"
         patch = yaml.safe_load(entry["patch"])
-        index = idents.index(_ident(patch))  # ValueError: the patch targets nothing
+        index = [_ident(d) for d in docs].index(_ident(patch))  # ValueError: the patch targets nothing
         if patch.get("$patch") == "delete":
-            del docs[index], idents[index]
+            del docs[index]
         else:
             docs[index] = _merge(docs[index], patch)
     return docs
 
 
-SINGLE_TIER = kustomize_build(OVERLAYS / "single-tier")
-TIERED_BUILD = kustomize_build(OVERLAYS / "tiered")
+def kustomize_build(directory: Path, components: list[str] | None = None) -> list[dict[str, Any]]:
+    """What ``kustomize build directory`` yields for the features k8s/ uses: resources (files), components
+    (their resources, then their inline patches), inline patches (strategic merge of maps, ``$patch: delete``).
+    ``components`` overrides the kustomization's own list. Like kustomize: duplicates and patches that target
+    nothing are errors. (Checked once against kustomize v5.7.1's output: the same objects.)"""
+    kustomization = yaml.safe_load((directory / "kustomization.yaml").read_text())
+    assert set(kustomization) <= {"apiVersion", "kind", "resources", "components", "patches"}, "not emulated"
+    docs: list[dict[str, Any]] = []
+    for resource in kustomization.get("resources", []):
+        docs += [d for d in yaml.safe_load_all((directory / resource).read_text()) if d]
+    for component in kustomization.get("components", []) if components is None else components:
+        spec = yaml.safe_load((directory / component / "kustomization.yaml").read_text())
+        assert spec["kind"] == "Component"
+        for resource in spec.get("resources", []):
+            docs += [d for d in yaml.safe_load_all((directory / component / resource).read_text()) if d]
+        docs = _patch(docs, spec.get("patches", []))
+    idents = [_ident(d) for d in docs]
+    assert len(idents) == len(set(idents)), f"{directory}: duplicate objects"
+    return _patch(docs, kustomization.get("patches", []))
+
+
+SINGLE_TIER = kustomize_build(K8S)
+TIERED_BUILD = kustomize_build(K8S, components=["tiered"])
 
 
 def built(docs: list[dict[str, Any]], kind: str, name: str, namespace: str | None = "observability") -> dict[str, Any]:
@@ -522,19 +530,25 @@ def selects(docs: list[dict[str, Any]], service: dict[str, Any]) -> list[dict[st
 
 
 def test_tiered_kustomization_lists_its_manifests() -> None:
-    """k8s/tiered/kustomization.yaml names exactly the files in k8s/tiered/."""
-    listed = set(yaml.safe_load((TIERED / "kustomization.yaml").read_text())["resources"])
-    assert listed == {p.name for p in TIERED.glob("*.yaml") if p.name != "kustomization.yaml"}
+    """k8s/tiered/kustomization.yaml is a Component naming exactly the files in k8s/tiered/."""
+    spec = yaml.safe_load((TIERED / "kustomization.yaml").read_text())
+    assert (spec["apiVersion"], spec["kind"]) == ("kustomize.config.k8s.io/v1alpha1", "Component")
+    assert set(spec["resources"]) == {p.name for p in TIERED.glob("*.yaml") if p.name != "kustomization.yaml"}
 
 
-def test_single_tier_overlay_is_the_base() -> None:
-    """k8s/overlays/single-tier builds exactly the objects of `kubectl apply -k k8s/`."""
-    assert kustomize_build(K8S) == SINGLE_TIER
+def test_the_switch_is_one_line_pair_in_the_root_kustomization() -> None:
+    """As shipped k8s/ is single tier (the component commented out); uncommenting it builds the tiered layout."""
+    text = (K8S / "kustomization.yaml").read_text()
+    assert text.count(SWITCH) == 1
+    assert "components" not in yaml.safe_load(text)
+    switched = yaml.safe_load(text.replace(SWITCH, SWITCH.replace("# ", "").replace("#", "")))
+    assert switched["components"] == ["tiered"]
+    assert ("Deployment", "observability", "otel-collector") in {_ident(d) for d in SINGLE_TIER}
 
 
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
-def test_tiered_overlay_output_validates(version: str) -> None:
-    """Every object the tiered overlay builds (patched ones included) validates strictly; CRDs as above."""
+def test_tiered_layout_output_validates(version: str) -> None:
+    """Every object the tiered layout builds (patched ones included) validates strictly; CRDs as above."""
     for doc in TIERED_BUILD:
         if doc["apiVersion"].startswith(CRD_GROUPS):
             jsonschema.Draft202012Validator(INSTRUMENTATION_SCHEMA).validate(doc)
@@ -542,7 +556,7 @@ def test_tiered_overlay_output_validates(version: str) -> None:
             kubernetes_validate.validate(doc, version, strict=True)
 
 
-def test_tiered_overlay_switches_the_collector_layout() -> None:
+def test_tiered_layout_replaces_the_single_tier_gateway() -> None:
     """Tiered: no single-tier gateway; the workloads' endpoint Service now reaches the agent on their own node;
     the agents' resolver watches a headless Service of the gateway Deployment; HPA and PDB target the gateways."""
     idents = {_ident(d) for d in TIERED_BUILD}
@@ -558,7 +572,7 @@ def test_tiered_overlay_switches_the_collector_layout() -> None:
     for doc, container in [(d, c) for d in TIERED_BUILD if d["kind"] in WORKLOAD_KINDS
                            for c in pod_template(d)["spec"]["containers"]]:
         endpoint = env_of(container).get("OTEL_EXPORTER_OTLP_ENDPOINT", {}).get("value")
-        if endpoint:  # unchanged by the overlay: the node-local agent answers the same name
+        if endpoint:  # unchanged by the component: the node-local agent answers the same name
             assert urlparse(endpoint).hostname.startswith("otel-collector.observability.svc"), doc["metadata"]
 
     agent_config = yaml.safe_load(built(TIERED_BUILD, "ConfigMap", "otel-agent-config")["data"]["collector.yaml"])
@@ -577,8 +591,8 @@ def test_tiered_overlay_switches_the_collector_layout() -> None:
     assert pdb["spec"]["maxUnavailable"] == 1
 
 
-def test_tiered_overlay_changes_one_manifest_line() -> None:
-    """The platform manifest of the tiered overlay is the base one plus `collector_layout: tiered`."""
+def test_tiered_layout_changes_one_manifest_line() -> None:
+    """The platform manifest of the tiered layout is the single-tier one plus `collector_layout: tiered`."""
     def manifest(docs: list[dict[str, Any]]) -> dict[str, Any]:
         text = built(docs, "ConfigMap", "floe-platform-manifest", "floe")["data"]["manifest.yaml"]
         return dict(yaml.safe_load(text))
