@@ -111,6 +111,11 @@ def test_cli_tier_flags(tmp_path: Path, capsys: pytest.CaptureFixture[str], monk
     assert main(["collector-config", "--backend", "jaeger", "--tier", "gateway", "--sampling-ratio", "0.05"]) == 0
     gateway = yaml.safe_load(capsys.readouterr().out)
     assert gateway["processors"]["tail_sampling"]["policies"][-1]["probabilistic"]["sampling_percentage"] == 5.0
+    monkeypatch.setenv("FLOE_SAMPLING_RATIO", "0.25")  # the configured head ratio becomes the gateways' share
+    monkeypatch.setenv("FLOE_COLLECTOR_LAYOUT", "tiered")
+    assert main(["collector-config", "--backend", "jaeger", "--tier", "gateway"]) == 0
+    gateway = yaml.safe_load(capsys.readouterr().out)
+    assert gateway["processors"]["tail_sampling"]["policies"][-1]["probabilistic"]["sampling_percentage"] == 25.0
     assert main(["collector-config", "--backend", "jaeger"]) == 0
     single = yaml.safe_load(capsys.readouterr().out)
     assert single["service"]["pipelines"]["traces"]["processors"] == ["memory_limiter", "batch"]
