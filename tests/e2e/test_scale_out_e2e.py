@@ -428,3 +428,44 @@ def test_one_gateway_sustained_throughput(tmp_path: Path) -> None:
         gateway.stop()
         backend.stop()
         metrics_sink.stop()
+
+
+BACKENDS = {
+    "console": {},
+    "otlp": {"config": {"endpoint": "https://otlp.vendor.example:4318"}, "connection_secret_ref": "vendor-otlp"},
+    "jaeger": {"config": {"endpoint": "jaeger-collector.observability.svc:4317", "insecure": True}},
+    "grafana-cloud": {
+        "config": {"endpoint": "https://otlp-gateway-prod-eu-west-2.grafana.net/otlp"},
+        "connection_secret_ref": "grafana-cloud-credentials",
+    },
+}
+TIER_FLAGS = {
+    "gateway": [],
+    "agent-k8s": [],
+    "agent-dns": ["--resolver", "dns"],
+    "agent-static": ["--resolver", "static", "--no-k8sattributes"],
+}
+
+
+@pytest.mark.parametrize("backend", sorted(BACKENDS))
+@pytest.mark.parametrize("variant", sorted(TIER_FLAGS))
+def test_tiered_configs_validate(tmp_path: Path, backend: str, variant: str) -> None:
+    """`collector-config --tier agent|gateway` for every shipped backend and resolver passes the real `validate`."""
+    manifest = tmp_path / "manifest.yaml"
+    manifest.write_text(yaml.safe_dump({"apiVersion": "floe.dev/v1", "kind": "Manifest",
+                                        "plugins": {"telemetry_backend": {"type": backend, **BACKENDS[backend]}}}))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "FLOE_"))}
+    tier = variant.split("-", 1)[0]
+    generated = subprocess.run(
+        [FLOE_OTEL, "collector-config", "--manifest", str(manifest), "--tier", tier, *TIER_FLAGS[variant]],
+        env=env, capture_output=True, text=True, check=False, timeout=60,
+    )
+    assert generated.returncode == 0, generated.stderr
+    (tmp_path / "collector.yaml").write_text(generated.stdout)
+    pod_env = {**env, "MY_POD_IP": "127.0.0.1", "KUBE_NODE_NAME": "node-1", "GRAFANA_CLOUD_OTLP_AUTH": "eA==",
+               "OTLP_BACKEND_AUTHORIZATION": "Bearer x", "FLOE_GATEWAY_ENDPOINTS": "[127.0.0.1:4317]"}
+    validated = subprocess.run(
+        [collector_binary(), "validate", "--config", str(tmp_path / "collector.yaml")],
+        env=pod_env, capture_output=True, text=True, check=False, timeout=60,
+    )
+    assert validated.returncode == 0, generated.stdout + validated.stdout + validated.stderr
