@@ -34,12 +34,13 @@ PIPELINE_ATTRIBUTES = ("floe.pipeline.id", "dbt.command")
 _HOST = "${env:MY_POD_IP:-0.0.0.0}"
 
 # --- sizing (docs/scale-out.md "Sizing") ---------------------------------------------------------------------
-#: the agent's per-gateway sending queue, in batches (of <= 8192 spans from the batch processor): at the
-#: measured ~20k spans/s per agent this rides out ~15 s of one gateway being slow before refusing data
-AGENT_QUEUE_BATCHES = 64
-#: the gateway's exporter queue, in batches: ~1 min of a 1k-span/s sampled output stream while the backend
-#: is down (retries give up after 5 min; data then counts in otelcol_exporter_send_failed_spans)
-GATEWAY_QUEUE_BATCHES = 1000
+#: the agent's sending queue, in spans: ~200 MB at ~1 KB a span, inside the agent's 400 MiB GOMEMLIMIT; at 20k
+#: spans/s per node it rides out ~10 s of the gateways not taking data (a dead gateway still in the ring) before
+#: refusing the SDKs (which retry)
+AGENT_QUEUE_SPANS = 200_000
+#: the gateway's exporter queue, in spans: ~200 MB; at a sampled output of ~2k spans/s per gateway that is ~100 s
+#: of the backend being down (retries give up after 5 min; data then counts in otelcol_exporter_send_failed_spans)
+GATEWAY_QUEUE_SPANS = 200_000
 #: how long the gateway waits after a trace's first span before deciding (longest expected span gap)
 DECISION_WAIT = "10s"
 #: traces held in memory awaiting a decision: >= spans/s / spans-per-trace * decision_wait, with headroom
@@ -176,8 +177,8 @@ def agent_config(options: TierOptions | None = None) -> dict[str, Any]:
             # left the EndpointSlice its traces go to the others; consumers > 1 so one dead gateway's retries
             # do not block the live ones' batches
             "retry_on_failure": _retry("60s"),
-            "sending_queue": {"enabled": True, "num_consumers": 16, "queue_size": AGENT_QUEUE_BATCHES,
-                              "sizer": "requests"},
+            "sending_queue": {"enabled": True, "num_consumers": 16, "queue_size": AGENT_QUEUE_SPANS,
+                              "sizer": "items"},
             "timeout": "10s",
             "protocol": {
                 "otlp": {
@@ -199,8 +200,8 @@ def agent_config(options: TierOptions | None = None) -> dict[str, Any]:
             "tls": {"insecure": True},
             "compression": "gzip",
             "retry_on_failure": _retry("60s"),
-            "sending_queue": {"enabled": True, "num_consumers": 4, "queue_size": AGENT_QUEUE_BATCHES,
-                              "sizer": "requests"},
+            "sending_queue": {"enabled": True, "num_consumers": 4, "queue_size": AGENT_QUEUE_SPANS,
+                              "sizer": "items"},
         },
     }
     chain = ["memory_limiter", *(["k8sattributes"] if opts.k8sattributes else []), "batch"]
@@ -253,7 +254,7 @@ def gateway_config(
             entry.setdefault("retry_on_failure", _retry("300s"))
             entry.setdefault(
                 "sending_queue",
-                {"enabled": True, "num_consumers": 4, "queue_size": GATEWAY_QUEUE_BATCHES, "sizer": "requests"},
+                {"enabled": True, "num_consumers": 4, "queue_size": GATEWAY_QUEUE_SPANS, "sizer": "items"},
             )
         sized[name] = entry
     config["exporters"] = sized

@@ -65,7 +65,8 @@ def test_gateway_tail_sampling_policies() -> None:
     assert config["service"]["pipelines"]["traces"]["processors"] == ["memory_limiter", "tail_sampling", "batch"]
     assert config["service"]["pipelines"]["metrics"]["processors"] == ["memory_limiter", "batch"]
     assert "logs" not in config["service"]["pipelines"]
-    assert config["exporters"]["otlp_grpc/x"]["sending_queue"]["queue_size"] == tiers.GATEWAY_QUEUE_BATCHES
+    queue = config["exporters"]["otlp_grpc/x"]["sending_queue"]
+    assert queue == {"enabled": True, "num_consumers": 4, "queue_size": tiers.GATEWAY_QUEUE_SPANS, "sizer": "items"}
     assert config["exporters"]["otlp_grpc/x"]["retry_on_failure"]["enabled"] is True
     assert config["exporters"]["debug/x"] == {}
     staged = tiers.gateway_config({"debug": {}}, {"traces": ["debug"]}, "staging",
