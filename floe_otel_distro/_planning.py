@@ -857,9 +857,9 @@ def _sampler(ctx: _Ctx, mode: str) -> tuple[str, float | None]:
 def _tiered_layout(ctx: _Ctx) -> str | None:
     """Where the tiered collector layout is selected (``FLOE_COLLECTOR_LAYOUT=tiered``, else the manifest's
     ``plugins.telemetry_backend.config.collector_layout: tiered``); None when it is not."""
-    raw = ctx.env.raw("FLOE_COLLECTOR_LAYOUT")
+    raw = ctx.env.raw(E.FLOE_COLLECTOR_LAYOUT)
     if raw is not None:
-        return "env:FLOE_COLLECTOR_LAYOUT" if raw.strip().lower() == "tiered" else None
+        return f"env:{E.FLOE_COLLECTOR_LAYOUT}" if raw.strip().lower() == "tiered" else None
     config, where = ctx.layers.get("backend_config")
     if isinstance(config, dict) and str(config.get("collector_layout", "")).strip().lower() == "tiered":
         return f"{where}.collector_layout"

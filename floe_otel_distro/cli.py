@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from floe_otel_distro import env as E
 from floe_otel_distro.plan import Inputs, Plan, build_plan
 from floe_otel_distro.redaction import redact
 
@@ -128,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         environ["FLOE_TELEMETRY_BACKEND"] = args.backend
     environ.setdefault("FLOE_MODE", "prod")
     if args.tier == "gateway":  # the configured head ratio (mode, manifest, FLOE_SAMPLING_RATIO) is the gateways'
-        environ["FLOE_COLLECTOR_LAYOUT"] = "single"  # share, not the SDK's 100 % under the tiered layout
+        environ[E.FLOE_COLLECTOR_LAYOUT] = "single"  # share, not the SDK's 100 % under the tiered layout
     plan = build_plan(Inputs(environ))
     fatal = [p for p in plan.problems if p.severity == "fatal"]
     if fatal or plan.backend is None:

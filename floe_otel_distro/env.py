@@ -38,6 +38,7 @@ FLOE_OTEL_ENABLED = "FLOE_OTEL_ENABLED"  #: false: nothing is installed. Default
 
 # --- backend / export --------------------------------------------------------------------------------------
 FLOE_TELEMETRY_BACKEND = "FLOE_TELEMETRY_BACKEND"  #: backend plugin name (beats the manifest).
+FLOE_COLLECTOR_LAYOUT = "FLOE_COLLECTOR_LAYOUT"  #: ``tiered``: agent + tail-sampling gateways (docs/scale-out.md).
 OTEL_EXPORTER_OTLP_ENDPOINT = "OTEL_EXPORTER_OTLP_ENDPOINT"
 FLOE_OTLP_ENDPOINT = "FLOE_OTLP_ENDPOINT"  #: like OTEL_EXPORTER_OTLP_ENDPOINT, weaker than it.
 OTEL_EXPORTER_OTLP_PROTOCOL = "OTEL_EXPORTER_OTLP_PROTOCOL"
