@@ -145,6 +145,7 @@ def build(inputs: Inputs) -> Plan:
     shutdown = env.number(E.FLOE_SHUTDOWN_TIMEOUT, env.raw(E.FLOE_SHUTDOWN_TIMEOUT), 2.0, float, 0.1, 60, " s")
 
     propagators = _propagators(ctx)
+    _carriers(ctx)
     detectors = _detectors(ctx)
     instrumentors = _instrumentors(ctx)
     log_export = _log_export(ctx, signals["logs"].on, instrumentors)
@@ -888,6 +889,46 @@ def _propagators(ctx: _Ctx) -> tuple[str, ...]:
             ctx.env_overrides[E.OTEL_PROPAGATORS] = ",".join(kept) or "none"
             return kept
     return tuple(n for n in asked if n != "none")
+
+
+def _carriers(ctx: _Ctx) -> None:
+    """Malformed context carriers (``TRACEPARENT``/``TRACESTATE``/``BAGGAGE``): one degraded problem each.
+
+    Checked with the W3C propagators themselves (their per-entry warnings swallowed); only when a carrier is
+    set. A malformed ``TRACEPARENT`` means this process starts a new trace: its caller's trace loses it.
+    """
+    env = ctx.env
+    present = {name: env.raw(name) for name in ("TRACEPARENT", "TRACESTATE", "BAGGAGE") if env.raw(name)}
+    if not present:
+        return
+    from opentelemetry import trace as api_trace
+    from opentelemetry.baggage.propagation import W3CBaggagePropagator
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    carrier = {k.lower(): v for k, v in present.items() if v is not None}
+    with (
+        _swallowed("opentelemetry.trace.propagation.tracecontext"),
+        _swallowed("opentelemetry.baggage.propagation"),
+        _swallowed("opentelemetry.trace.span"),
+        _swallowed("opentelemetry.baggage"),
+    ):
+        span_context = api_trace.get_current_span(TraceContextTextMapPropagator().extract(carrier)).get_span_context()
+        bag = W3CBaggagePropagator().extract(carrier) if "BAGGAGE" in present else None
+    if "TRACEPARENT" in present and not span_context.is_valid:
+        ctx.problem(
+            DEGRADED,
+            "TRACEPARENT",
+            (present["TRACEPARENT"] or "")[:80],
+            "malformed context carrier, ignored; this process starts a new trace",
+        )
+    if "TRACESTATE" in present and span_context.is_valid and not span_context.trace_state:
+        ctx.problem(DEGRADED, "TRACESTATE", "", "malformed context carrier, ignored; the trace continues without it")
+    if bag is not None:
+        from opentelemetry import baggage as api_baggage
+
+        members = [m for m in (present["BAGGAGE"] or "").split(",") if m.strip()]
+        if len(api_baggage.get_all(bag)) < len(members):
+            ctx.problem(DEGRADED, "BAGGAGE", "", "malformed members ignored (values not shown); the rest is kept")
 
 
 def _requested_propagators(ctx: _Ctx) -> str | None:

@@ -147,6 +147,12 @@ def catalogue(tmp: Path) -> list[Case]:
         cases.append(Case("headers", {"OTEL_EXPORTER_OTLP_HEADERS": value}, "OTEL_EXPORTER_OTLP_HEADERS"))
     for value in ("novalue", "x=1,=2"):
         cases.append(Case("headers", {"FLOE_OTLP_HEADERS": value}, "FLOE_OTLP_HEADERS"))
+    trace_id, span_id = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    for value in ("garbage", f"00-{'0' * 32}-{span_id}-01", f"ff-{trace_id}-{span_id}-01", "00-" + "x" * 600):
+        cases.append(Case("carriers", {"TRACEPARENT": value}, "TRACEPARENT"))
+    good = f"00-{trace_id}-{span_id}-01"
+    cases.append(Case("carriers", {"TRACEPARENT": good, "TRACESTATE": "not a tracestate!"}, "TRACESTATE"))
+    cases.append(Case("carriers", {"TRACEPARENT": good, "BAGGAGE": "good=1,bad member,=x"}, "BAGGAGE"))
     files = _files(tmp)
     for path in files.values():
         cases.append(Case("files", {"FLOE_MANIFEST": path}, "FLOE_MANIFEST"))

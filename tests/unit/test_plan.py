@@ -1176,3 +1176,17 @@ def test_a_version_pin_picks_among_same_named_plugins() -> None:
     assert unpinned.backend is not None and unpinned.backend.dist == "floe-telemetry-jaeger"
     wrong = plan_for(env, ref, version_pin="9.9.9")
     assert not wrong.active and "pin that version" in wrong.problems[-1].message
+
+
+def test_malformed_context_carriers_are_one_degraded_problem_each() -> None:
+    """TRACEPARENT/TRACESTATE/BAGGAGE checked with the W3C propagators; valid ones are silent."""
+    good = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    cases = {
+        "garbage": ({"TRACEPARENT": "garbage"}, ["TRACEPARENT"]),
+        "valid": ({"TRACEPARENT": good, "TRACESTATE": "vendor=abc", "BAGGAGE": "a=1,b=2"}, []),
+        "tracestate": ({"TRACEPARENT": good, "TRACESTATE": "not a tracestate!"}, ["TRACESTATE"]),
+        "baggage": ({"TRACEPARENT": good, "BAGGAGE": "good=1,bad member,=x"}, ["BAGGAGE"]),
+    }
+    for name, (env, wheres) in cases.items():
+        problems = plan_for({**PROD, **env}).problems
+        assert [(p.severity, p.where) for p in problems] == [("degraded", w) for w in wheres], name
