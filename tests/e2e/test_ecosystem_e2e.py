@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.collector import Collector, free_port
+from tests.support.wheel import build_wheel
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]
@@ -62,15 +63,7 @@ def _installed(venv: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("wheel")
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(REPO)],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    (built,) = out.glob("*.whl")
-    return built
+    return build_wheel(tmp_path_factory.mktemp("wheel"))
 
 
 def _venv(name: str, wheel: Path, before: list[str], with_wheel: list[str]) -> tuple[Path, str]:
