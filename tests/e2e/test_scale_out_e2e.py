@@ -58,7 +58,11 @@ def generate(tmp: Path, tier: str, *flags: str) -> Path:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "FLOE_"))}
     out = subprocess.run(
         [FLOE_OTEL, "collector-config", "--manifest", str(manifest), "--tier", tier, *flags],
-        env=env, capture_output=True, text=True, check=True, timeout=60,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
     )
     path = tmp / f"{tier}.yaml"
     path.write_text(out.stdout)
@@ -112,7 +116,9 @@ class Node:
         self.log = workdir / f"{name}.log"
         self.proc = subprocess.Popen(
             [collector_binary(), "--config", str(config), "--config", str(self.overlay)],
-            env=self.env, stdout=self.log.open("ab"), stderr=subprocess.STDOUT,
+            env=self.env,
+            stdout=self.log.open("ab"),
+            stderr=subprocess.STDOUT,
         )
         self.wait_healthy()
 
@@ -152,8 +158,9 @@ class Node:
                 self.proc.wait()
 
 
-def run_apps(tmp: Path, agent: Node, count: int, per_app: int, tag: str, seconds: float = 0.0,
-             gate: Path | None = None) -> list[tuple[subprocess.Popen[str], Path]]:
+def run_apps(
+    tmp: Path, agent: Node, count: int, per_app: int, tag: str, seconds: float = 0.0, gate: Path | None = None
+) -> list[tuple[subprocess.Popen[str], Path]]:
     env = instrumented_env(
         f"http://127.0.0.1:{agent.http}",
         FLOE_MODE="prod",
@@ -171,8 +178,7 @@ def run_apps(tmp: Path, agent: Node, count: int, per_app: int, tag: str, seconds
             args.append(str(seconds))
         if gate:
             args.append(str(gate))
-        procs.append((subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True),
-                      out))
+        procs.append((subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True), out))
     return procs
 
 
@@ -223,18 +229,29 @@ def cluster(tmp_path: Path) -> Iterator[dict[str, Any]]:
     for name in ("gw1", "gw2", "gw3"):
         (tmp_path / f"{name}-backend").mkdir()
         sinks[name] = Collector(tmp_path / f"{name}-backend")
-        gateways[name] = Node(name, gateway_config, tmp_path, metrics_sink,
-                              PROOF_BACKEND=f"127.0.0.1:{sinks[name].http_port}")
+        gateways[name] = Node(
+            name, gateway_config, tmp_path, metrics_sink, PROOF_BACKEND=f"127.0.0.1:{sinks[name].http_port}"
+        )
     ring = tmp_path / "gateways.yaml"
     ring.write_text(yaml.safe_dump([g.grpc_endpoint for g in gateways.values()]))
-    agent_config = generate(tmp_path, "agent", "--resolver", "static", "--no-k8sattributes",
-                            "--gateways", f"${{file:{ring}}}")
-    agent = Node("agent", agent_config, tmp_path, metrics_sink,
-                 FLOE_GATEWAY_OTLP_ENDPOINT=gateways["gw1"].grpc_endpoint)
+    agent_config = generate(
+        tmp_path, "agent", "--resolver", "static", "--no-k8sattributes", "--gateways", f"${{file:{ring}}}"
+    )
+    agent = Node(
+        "agent", agent_config, tmp_path, metrics_sink, FLOE_GATEWAY_OTLP_ENDPOINT=gateways["gw1"].grpc_endpoint
+    )
     nodes = [agent, *gateways.values()]
     try:
-        yield {"agent": agent, "gateways": gateways, "sinks": sinks, "metrics": metrics_sink, "ring": ring,
-               "tmp": tmp_path, "agent_config": agent_config, "gateway_config": gateway_config}
+        yield {
+            "agent": agent,
+            "gateways": gateways,
+            "sinks": sinks,
+            "metrics": metrics_sink,
+            "ring": ring,
+            "tmp": tmp_path,
+            "agent_config": agent_config,
+            "gateway_config": gateway_config,
+        }
     finally:
         for node in nodes:
             node.stop()
@@ -279,9 +296,11 @@ def test_tiered_layout_keeps_whole_traces_errors_and_pipeline_runs(cluster: dict
         assert not incomplete, f"{kind} traces kept without all their spans: {incomplete[:3]}"
     plain = by_kind["plain"]
     share = len(plain & set(all_kept)) / len(plain)
-    print(f"\nkept: error {len(by_kind['error'])}/{len(by_kind['error'])}, pipeline "
-          f"{len(by_kind['pipeline'])}/{len(by_kind['pipeline'])}, plain {share:.2%} of {len(plain)}; "
-          f"per gateway {[len(t) for t in kept.values()]}")
+    print(
+        f"\nkept: error {len(by_kind['error'])}/{len(by_kind['error'])}, pipeline "
+        f"{len(by_kind['pipeline'])}/{len(by_kind['pipeline'])}, plain {share:.2%} of {len(plain)}; "
+        f"per gateway {[len(t) for t in kept.values()]}"
+    )
     assert abs(share - RATIO) <= 0.03, share
 
 
@@ -327,9 +346,11 @@ def test_gateway_killed_mid_run_agent_reroutes_and_accounts_for_every_span(clust
     enqueue_failed = counter(metrics, "otelcol_exporter_enqueue_failed_spans", "agent", exporter="load_balancing")
     delivered = sum(counter(metrics, "otelcol_receiver_accepted_spans", g, receiver="otlp") for g in ("gw1", "gw3"))
     gw2_acked = counter(metrics, "otelcol_receiver_accepted_spans", "gw2", receiver="otlp")
-    print(f"\nagent accepted {accepted} (refused {refused}); load_balancing sent {sent_ok}, send_failed {failed}, "
-          f"enqueue_failed {enqueue_failed}; gw2 accepted >= {gw2_acked} before the kill; gw1+gw3 accepted "
-          f"{delivered} (a batch is retried whole: spans already delivered are sent again)")
+    print(
+        f"\nagent accepted {accepted} (refused {refused}); load_balancing sent {sent_ok}, send_failed {failed}, "
+        f"enqueue_failed {enqueue_failed}; gw2 accepted >= {gw2_acked} before the kill; gw1+gw3 accepted "
+        f"{delivered} (a batch is retried whole: spans already delivered are sent again)"
+    )
     assert accepted == 3 * 300 * 3, "the agent accepted every span the processes sent"
     assert sent_ok + failed + enqueue_failed == accepted
 
@@ -351,12 +372,17 @@ def _requests(count: int, traces: int, spans: int) -> list[bytes]:
         for _ in range(traces):
             trace_id = MARK + os.urandom(4) + MARK + os.urandom(4)
             for i in range(spans):
-                scope.spans.append(Span(
-                    trace_id=trace_id, span_id=(i + 1).to_bytes(8, "big"),
-                    parent_span_id=b"" if i == 0 else (1).to_bytes(8, "big"), name=f"step-{i}",
-                    start_time_unix_nano=now, end_time_unix_nano=now + 1_000_000,
-                    attributes=[KeyValue(key="floe.step", value=AnyValue(int_value=i))],
-                ))
+                scope.spans.append(
+                    Span(
+                        trace_id=trace_id,
+                        span_id=(i + 1).to_bytes(8, "big"),
+                        parent_span_id=b"" if i == 0 else (1).to_bytes(8, "big"),
+                        name=f"step-{i}",
+                        start_time_unix_nano=now,
+                        end_time_unix_nano=now + 1_000_000,
+                        attributes=[KeyValue(key="floe.step", value=AnyValue(int_value=i))],
+                    )
+                )
         resource = ResourceSpans(scope_spans=[scope])
         resource.resource.attributes.append(KeyValue(key="service.name", value=AnyValue(string_value="load")))
         out.append(ExportTraceServiceRequest(resource_spans=[resource]).SerializeToString())
@@ -390,20 +416,41 @@ TIER_FLAGS = {
 def test_tiered_configs_validate(tmp_path: Path, backend: str, variant: str) -> None:
     """`collector-config --tier agent|gateway` for every shipped backend and resolver passes the real `validate`."""
     manifest = tmp_path / "manifest.yaml"
-    manifest.write_text(yaml.safe_dump({"apiVersion": "floe.dev/v1", "kind": "Manifest",
-                                        "plugins": {"telemetry_backend": {"type": backend, **BACKENDS[backend]}}}))
+    manifest.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "floe.dev/v1",
+                "kind": "Manifest",
+                "plugins": {"telemetry_backend": {"type": backend, **BACKENDS[backend]}},
+            }
+        )
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "FLOE_"))}
     tier = variant.split("-", 1)[0]
     generated = subprocess.run(
         [FLOE_OTEL, "collector-config", "--manifest", str(manifest), "--tier", tier, *TIER_FLAGS[variant]],
-        env=env, capture_output=True, text=True, check=False, timeout=60,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
     )
     assert generated.returncode == 0, generated.stderr
     (tmp_path / "collector.yaml").write_text(generated.stdout)
-    pod_env = {**env, "MY_POD_IP": "127.0.0.1", "KUBE_NODE_NAME": "node-1", "GRAFANA_CLOUD_OTLP_AUTH": "eA==",
-               "OTLP_BACKEND_AUTHORIZATION": "Bearer x", "FLOE_GATEWAY_ENDPOINTS": "[127.0.0.1:4317]"}
+    pod_env = {
+        **env,
+        "MY_POD_IP": "127.0.0.1",
+        "KUBE_NODE_NAME": "node-1",
+        "GRAFANA_CLOUD_OTLP_AUTH": "eA==",
+        "OTLP_BACKEND_AUTHORIZATION": "Bearer x",
+        "FLOE_GATEWAY_ENDPOINTS": "[127.0.0.1:4317]",
+    }
     validated = subprocess.run(
         [collector_binary(), "validate", "--config", str(tmp_path / "collector.yaml")],
-        env=pod_env, capture_output=True, text=True, check=False, timeout=60,
+        env=pod_env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
     )
     assert validated.returncode == 0, generated.stdout + validated.stdout + validated.stderr
