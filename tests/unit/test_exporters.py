@@ -51,20 +51,28 @@ def test_empty_metrics_build_nothing_and_send_nothing() -> None:
     assert len(built) == 1 and len(built[0].exported) == 1
 
 
-def test_http_exporter_gets_the_recording_session_unless_a_credential_provider_is_named(
+def test_http_exporter_transport_stdlib_where_supported_else_the_recording_session(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The OTLP/HTTP exporter is built with our recording session; upstream's credential provider wins over it."""
+    """1.45+: the standard-library transport; 1.44, a proxy or FLOE_OTEL_HTTP_CLIENT=requests: our recording
+    requests session; upstream's credential provider wins over both."""
+    import importlib.util
+
     from floe_otel_distro import delivery, exporters
     from floe_otel_distro.plan import ExporterPlan
 
     spec = ExporterPlan(kind="otlp", protocol="http/protobuf", endpoint="http://127.0.0.1:1/v1/traces")
     inner = exporters.otlp_exporter("traces", spec)._get()
+    if importlib.util.find_spec("opentelemetry.exporter.http.transport") is not None:
+        assert type(inner._client._transport).__name__ == "StdlibTransport"
+        monkeypatch.setenv("FLOE_OTEL_HTTP_CLIENT", "requests")
+        inner = exporters.otlp_exporter("traces", spec)._get()
     # 1.45: the session sits in the HTTP transport; 1.44: on the exporter itself
     session = getattr(inner, "_session", None) or inner._client._transport._session
     assert type(session).__name__ == "RecordingSession"
     assert any(isinstance(f, delivery.CaptureFilter)
                for f in logging.getLogger("opentelemetry.exporter.otlp.proto.http.trace_exporter").filters)
+    monkeypatch.delenv("FLOE_OTEL_HTTP_CLIENT", raising=False)
     monkeypatch.setenv("OTEL_PYTHON_EXPORTER_OTLP_HTTP_TRACES_CREDENTIAL_PROVIDER", "nope")
     with pytest.raises(RuntimeError, match="nope"):  # upstream looked for the named provider: not ours
         exporters.otlp_exporter("traces", spec)._get()
