@@ -4,8 +4,9 @@ Every collector runs the generated file unchanged, with its ports set through th
 two local differences, both by flag or overlay, none in the pipelines:
 
 - the agent is generated with ``--resolver static --no-k8sattributes`` (no Kubernetes API here), its gateway
-  list read from a file (``--gateways '${file:...}'``) that the test rewrites — what the k8s resolver does on its
-  own when a gateway pod leaves the headless Service's EndpointSlice — followed by SIGHUP (config reload);
+  list read from a file (``--gateways '${file:...}'``) that the test rewrites, followed by SIGHUP (config
+  reload). That proves the reload path; the agent re-routing **on its own**, with no reload, is proved with the
+  DNS resolver in ``test_scale_out_dns_e2e.py``;
 - a second ``--config`` overlay swaps the Prometheus pull reader of the collectors' own metrics for an OTLP push
   reader into a sink collector: a process that reloads or exits flushes its last counts there, so the
   accounting below sums every incarnation's counters.
@@ -24,7 +25,7 @@ import sys
 import time
 import urllib.request
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -72,9 +73,25 @@ def generate(tmp: Path, tier: str, *flags: str) -> Path:
 class Node:
     """One collector process running a generated config on free loopback ports."""
 
-    def __init__(self, name: str, config: Path, workdir: Path, metrics_sink: Collector, **env: str) -> None:
+    def __init__(
+        self,
+        name: str,
+        config: Path,
+        workdir: Path,
+        metrics_sink: Collector,
+        *,
+        host: str = "127.0.0.1",
+        grpc_port: int | None = None,
+        overlays: Sequence[Path] = (),
+        prefix: Sequence[str] = (),
+        **env: str,
+    ) -> None:
+        """``host``: the pod IP (MY_POD_IP) every listener binds; ``grpc_port``: a fixed OTLP/gRPC port (the DNS
+        resolver dials one port on every address); ``overlays``: more ``--config`` files; ``prefix``: a command
+        the collector runs under (it must ``exec`` it, so ``proc.pid`` stays the collector's)."""
         self.name = name
-        self.grpc, self.http, self.health = free_port(), free_port(), free_port()
+        self.host = host
+        self.grpc, self.http, self.health = grpc_port or free_port(), free_port(), free_port()
         self.overlay = workdir / f"{name}-telemetry.yaml"
         self.overlay.write_text(
             yaml.safe_dump(
@@ -104,7 +121,7 @@ class Node:
         )
         self.env = {
             **{k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "FLOE_"))},
-            "MY_POD_IP": "127.0.0.1",
+            "MY_POD_IP": host,
             "FLOE_OTLP_GRPC_PORT": str(self.grpc),
             "FLOE_OTLP_HTTP_PORT": str(self.http),
             "FLOE_HEALTH_PORT": str(self.health),
@@ -115,7 +132,15 @@ class Node:
         self.config = config
         self.log = workdir / f"{name}.log"
         self.proc = subprocess.Popen(
-            [collector_binary(), "--config", str(config), "--config", str(self.overlay)],
+            [
+                *prefix,
+                collector_binary(),
+                "--config",
+                str(config),
+                "--config",
+                str(self.overlay),
+                *(arg for extra in overlays for arg in ("--config", str(extra))),
+            ],
             env=self.env,
             stdout=self.log.open("ab"),
             stderr=subprocess.STDOUT,
@@ -124,7 +149,7 @@ class Node:
 
     @property
     def grpc_endpoint(self) -> str:
-        return f"127.0.0.1:{self.grpc}"
+        return f"{self.host}:{self.grpc}"
 
     def wait_healthy(self, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
@@ -132,7 +157,7 @@ class Node:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.name} exited:\n" + self.log.read_text())
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.health}/", timeout=1) as r:
+                with urllib.request.urlopen(f"http://{self.host}:{self.health}/", timeout=1) as r:
                     if r.status == 200:
                         return
             except OSError:
@@ -305,9 +330,13 @@ def test_tiered_layout_keeps_whole_traces_errors_and_pipeline_runs(cluster: dict
 
 
 def test_gateway_killed_mid_run_agent_reroutes_and_accounts_for_every_span(cluster: dict[str, Any]) -> None:
-    """gw2 is SIGKILLed while 3 processes send; the ring loses gw2 (file + SIGHUP, as the k8s resolver would);
-    every error / pipeline trace sent afterwards is kept by gw1/gw3, and the agent's own counters account for
-    every span it accepted: sent (acknowledged by a gateway) + send_failed (+ enqueue_failed) == accepted.
+    """gw2 is SIGKILLed while 3 processes send; the ring loses gw2 by a config reload (file + SIGHUP: the static
+    resolver never drops a gateway by itself); every error / pipeline trace sent afterwards is kept by gw1/gw3,
+    and the agent's own counters account for every span it accepted: sent (acknowledged by a gateway) +
+    send_failed (+ enqueue_failed) == accepted, the reload counting as send_failed what it cut short.
+
+    The re-route without a reload (DNS resolver, the harness playing the headless Service) is
+    ``test_scale_out_dns_e2e.py``; this test stays for the reload path and its accounting.
 
     Which counters: the load_balancing exporter's own (level 1). The generated agent config turns the per-gateway
     queue and retry off, because those sub-exporters run with a no-op meter: what they drop is counted nowhere.
@@ -394,7 +423,7 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-BACKENDS = {
+BACKENDS: dict[str, dict[str, Any]] = {
     "console": {},
     "otlp": {"config": {"endpoint": "https://otlp.vendor.example:4318"}, "connection_secret_ref": "vendor-otlp"},
     "jaeger": {"config": {"endpoint": "jaeger-collector.observability.svc:4317", "insecure": True}},
