@@ -5,8 +5,9 @@ One object, one public ``reset()`` (tests call it through an autouse fixture).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from floe_otel_distro._records import dataclass
 
 if TYPE_CHECKING:
     from floe_otel_distro.installer import Installed

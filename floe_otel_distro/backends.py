@@ -11,8 +11,9 @@ reported by the plan (and shown by ``floe-otel doctor``).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
+
+from floe_otel_distro._records import dataclass
 
 ENTRY_POINT_GROUP = "floe.telemetry_backends"
 OWN_DISTRIBUTION = "floe-otel-distro"

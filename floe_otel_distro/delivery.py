@@ -34,9 +34,10 @@ import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
+from floe_otel_distro._records import dataclass
 from floe_otel_distro.redaction import redact_text, redact_url
 
 ITEMS = {

@@ -16,9 +16,10 @@ import logging
 import os
 import sys
 from collections.abc import Callable, MutableMapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
+from floe_otel_distro._records import dataclass
 from floe_otel_distro.plan import ExporterPlan, Plan
 
 STRICT_EXIT_STATUS = 78  # EX_CONFIG from sysexits.h

@@ -16,10 +16,11 @@ schema accepts are read from the files (``schema.py``).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, field
 from typing import Any
 
 from floe_otel_distro import env as E
+from floe_otel_distro._records import dataclass
 from floe_otel_distro.backends import EntryPointRef, installed_entry_points
 from floe_otel_distro.redaction import redact_url
 
