@@ -61,7 +61,6 @@ _OWN = frozenset(
         "__ge__",
     }
 )
-_SPECIAL_OBJECTS = (dataclasses.InitVar, dataclasses.KW_ONLY)
 _POSITIONAL = inspect.Parameter.POSITIONAL_OR_KEYWORD
 
 
@@ -84,9 +83,10 @@ def _special(annotation: Any, namespace: dict[str, Any]) -> bool:
         or "KW_ONLY" in annotation
     ):
         return True
-    head = annotation.split("[", 1)[0].strip()
-    value = namespace.get(head)
-    return any(value is special for special in _SPECIAL_OBJECTS) or getattr(value, "_name", None) == "ClassVar"
+    value = namespace.get(annotation.split("[", 1)[0].strip())  # an alias of one: ``CV = ClassVar``
+    if value is None:
+        return False
+    return value is dataclasses.InitVar or value is dataclasses.KW_ONLY or getattr(value, "_name", None) == "ClassVar"
 
 
 def _fields(cls: type) -> list[dataclasses.Field[Any]] | None:
@@ -161,8 +161,10 @@ def _fast(cls: type, frozen: bool) -> type | None:
         setattr(cls, name, function)
     if not frozen:
         cls.__hash__ = None  # type: ignore[assignment]  # eq without frozen: unhashable, as the standard one
-    if not cls.__doc__:
-        cls.__doc__ = cls.__name__ + str(inspect.signature(cls)).replace(" -> None", "")
+    if not cls.__doc__:  # the standard one: the name and inspect.signature(cls), i.e. __init__'s without self
+        signature = methods["__init__"].__signature__
+        signature = signature.replace(parameters=tuple(signature.parameters.values())[1:])
+        cls.__doc__ = cls.__name__ + str(signature).replace(" -> None", "")
     cls.__match_args__ = names  # type: ignore[attr-defined,misc]
     return cls
 

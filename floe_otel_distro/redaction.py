@@ -7,20 +7,25 @@ lists, strings) and replaces secret-named keys' values and every URL's credentia
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from typing import Any
 
 REDACTED = "<redacted>"
-_SECRET_KEY = re.compile(
-    r"(authorization|api[-_]?key|token|secret|password|passwd|pwd|credential|private[-_]?key|auth)", re.IGNORECASE
-)
-_SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)")
+_SECRET_KEY = r"(authorization|api[-_]?key|token|secret|password|passwd|pwd|credential|private[-_]?key|auth)"
+_SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)")  # redact_url runs at start-up (the plan shows endpoints)
+
+
+@functools.cache
+def _compiled(pattern: str, flags: int = 0) -> re.Pattern[str]:
+    """``pattern`` compiled on first use: a start-up redacts URLs only, not keys or free text (issue 7)."""
+    return re.compile(pattern, flags)
 
 
 def is_secret_key(name: str) -> bool:
     """Whether a header / config key names a credential."""
-    return bool(_SECRET_KEY.search(name))
+    return bool(_compiled(_SECRET_KEY, re.IGNORECASE).search(name))
 
 
 def redact_url(url: str) -> str:
@@ -45,12 +50,12 @@ def redact_url(url: str) -> str:
     return scheme + rest
 
 
-_URL_IN_TEXT = re.compile(r"[^\s'\"<>()]*(?:://|@)[^\s'\"<>()]*")
+_URL_IN_TEXT = r"[^\s'\"<>()]*(?:://|@)[^\s'\"<>()]*"
 
 
 def redact_text(text: str) -> str:
     """Free text (an exception message…) with every URL-like token in it redacted."""
-    return _URL_IN_TEXT.sub(
+    return _compiled(_URL_IN_TEXT).sub(
         lambda m: redact_url(m.group()) if ("://" in m.group() or ":" in m.group()) else m.group(), text
     )
 
