@@ -167,8 +167,8 @@ def test_the_distros_records_are_the_standard_ones(module_name: str, monkeypatch
     for name, cls in mine.items():
         assert cls.__init__.__code__.co_filename == _records.__file__, f"{name}: not made by _records"  # type: ignore[misc]
         assert standard[name].__init__.__code__.co_filename != _records.__file__  # type: ignore[misc]
-        assert _comparable(_class_facts(cls)) == _comparable(_class_facts(standard[name]), twin.__name__), name
-        assert _comparable(_behaviour(cls)) == _comparable(_behaviour(standard[name]), twin.__name__), name
+        ours = _comparable([_class_facts(cls), _behaviour(cls)], module_name)
+        assert ours == _comparable([_class_facts(standard[name]), _behaviour(standard[name])], twin.__name__), name
 
 
 # --- synthetic shapes ------------------------------------------------------------------------------------
@@ -289,18 +289,15 @@ ERRORS = {
 
 
 def _make(source: str, decorator: Any, frozen: bool) -> type:
+    """Class ``C`` of ``source`` (in a module of its own, as the distro's are) made by ``decorator``."""
     module = types.ModuleType(f"_records_shape_{abs(hash((source, decorator, frozen)))}")
-    sys.modules[module.__name__] = module
-    try:
-        prelude = (
-            "from __future__ import annotations\nfrom typing import Any, ClassVar\nfrom typing import ClassVar as CV\n"
-        )
-        prelude += "from dataclasses import InitVar, field\n"
-        exec(prelude + textwrap.dedent(source), module.__dict__)  # the test's own source
-        cls = module.__dict__["C"]
-        return decorator(frozen=frozen)(cls)  # type: ignore[no-any-return]
-    finally:
-        pass
+    sys.modules[module.__name__] = module  # removed by the _shape_modules fixture
+    prelude = (
+        "from __future__ import annotations\nfrom typing import Any, ClassVar\nfrom typing import ClassVar as CV\n"
+    )
+    prelude += "from dataclasses import InitVar, field\n"
+    exec(prelude + textwrap.dedent(source), module.__dict__)  # the test's own source
+    return decorator(frozen=frozen)(module.__dict__["C"])  # type: ignore[no-any-return]
 
 
 @pytest.fixture
