@@ -50,7 +50,6 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from floe_otel_distro._records import dataclass
 from floe_otel_distro.instrumentation._hooks import ImportHooks
 from floe_otel_distro.instrumentation._metrics import PipelineMetrics, pipeline_metrics
-from floe_otel_distro.instrumentation.dbt import min_severity
 
 _log = logging.getLogger(__name__)
 
@@ -140,6 +139,8 @@ class DagsterInstrumentor(BaseInstrumentor):  # type: ignore[misc]
 
     def _instrument(self, **kwargs: Any) -> None:
         global _state
+        from floe_otel_distro.instrumentation.dbt import min_severity  # here: floe_dbt may be turned off
+
         tracer_provider = kwargs.get("tracer_provider")
         meter_provider = kwargs.get("meter_provider")
         logger_provider = kwargs.get("logger_provider")
