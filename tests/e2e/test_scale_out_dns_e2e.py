@@ -18,9 +18,14 @@ Same cluster as ``test_scale_out_e2e.py`` (1 agent + 3 gateways, real collectors
   That is the job of the EndpointSlice controller (readiness probe → endpoint ``ready: false``) and CoreDNS
   (the headless Service's A records list ready endpoints only). Nothing here signals or reloads the agent.
 
+- **gw2 pushes its own metrics every 0.1 s** (a third ``--config`` overlay on gw2; the others every 0.5 s): what it
+  held when it was killed is read from its last push, and the window its metrics cannot show (what it took
+  after that push) is at most that interval plus the push's transit.
+
 The static-resolver test in ``test_scale_out_e2e.py`` stays: it proves the other path, a config reload (SIGHUP)
 of the gateway list, and that what a reload cuts short is counted (``send_failed``). This one proves that with
-a resolver the agent needs no reload at all, and loses nothing it accepted.
+a resolver the agent needs no reload at all, and loses nothing it accepted: what is lost is what gw2 itself had
+acknowledged and not yet decided, and the collectors' own counters account for it (the test's docstring).
 """
 
 from __future__ import annotations
@@ -48,6 +53,9 @@ HOSTNAME = "floe-gateway-headless.proof.svc.cluster.local"  # what the generator
 GATEWAY_IPS = {"gw1": "127.0.0.2", "gw2": "127.0.0.3", "gw3": "127.0.0.4"}
 PROCESSES, PER_PROCESS, SECONDS = 3, 300, 14.0  # 900 traces, 2700 spans, paced over 14 s
 SPANS = 3
+GW2_PUSH_MS = 100  # gw2's own metrics, pushed every 0.1 s: its last push before the SIGKILL is at most that old
+TS = "otelcol_processor_tail_sampling_"
+EP_POLICIES = ("errors", "pipeline-runs-floe.pipeline.id")  # every error / every pipeline trace (both roots carry it)
 
 
 def shared_port(ips: list[str]) -> int:
@@ -138,6 +146,29 @@ def incarnations(sink: Collector, metric: str, node: str) -> set[str]:
     }
 
 
+def total(sink: Collector, metric: str, node: str, **match: object) -> int:
+    """A counter's (or a histogram's count's) latest value, summed over attribute sets and incarnations; unlike
+    ``counter`` it matches non-string attributes (``success=True``) and reads histograms."""
+    points = (
+        p
+        for m in sink.metrics()
+        if m["name"] == metric and m["resource"].get("proof.node") == node
+        for p in m["points"]
+    )
+    latest: dict[str, int] = defaultdict(int)
+    for p in (p for p in points if match.items() <= p["attributes"].items()):
+        key = f"{p.get('startTimeUnixNano')} {sorted(p['attributes'].items(), key=str)}"
+        latest[key] = max(latest[key], int(p.get("asInt", p.get("asDouble", p.get("count", 0)))))
+    return sum(latest.values())
+
+
+def last_push_ns(sink: Collector, node: str) -> int:
+    """Collection time of the last push of a node's own metrics that reached the sink."""
+    return max(
+        int(p["timeUnixNano"]) for m in sink.metrics() if m["resource"].get("proof.node") == node for p in m["points"]
+    )
+
+
 def spans_by_gateway(sinks: dict[str, Collector]) -> dict[str, dict[str, set[str]]]:
     """gateway → trace id → distinct span ids it exported (a retried batch can deliver a span twice)."""
     out: dict[str, dict[str, set[str]]] = {}
@@ -163,6 +194,10 @@ def dns_cluster(tmp_path: Path) -> Iterator[dict[str, Any]]:
     port = shared_port(list(GATEWAY_IPS.values()))
     try:
         gateway_config = generate(tmp_path, "gateway", "--sampling-ratio", str(RATIO))
+        fast_push = tmp_path / "gw2-push.yaml"  # replaces the reader list of Node's overlay (lists are not merged)
+        otlp = {"protocol": "http/protobuf", "endpoint": f"{metrics_sink.http_endpoint}/v1/metrics"}
+        reader = {"periodic": {"interval": GW2_PUSH_MS, "exporter": {"otlp": otlp}}}
+        fast_push.write_text(yaml.safe_dump({"service": {"telemetry": {"metrics": {"readers": [reader]}}}}))
         for name, ip in GATEWAY_IPS.items():
             (tmp_path / f"{name}-backend").mkdir()
             sinks[name] = Collector(tmp_path / f"{name}-backend")
@@ -173,6 +208,7 @@ def dns_cluster(tmp_path: Path) -> Iterator[dict[str, Any]]:
                 metrics_sink,
                 host=ip,
                 grpc_port=port,
+                overlays=[fast_push] if name == "gw2" else [],
                 PROOF_BACKEND=f"127.0.0.1:{sinks[name].http_port}",
             )
             nodes.append(gateways[name])
@@ -239,8 +275,16 @@ def test_gateway_killed_agent_reroutes_by_dns_without_reload(dns_cluster: dict[s
     - the agent was never reloaded: same pid, alive throughout, one "Everything is ready", one start time on
       its cumulative counters.
 
-    Not covered, by nature: what gw2 had acknowledged but not yet decided (up to ``decision_wait`` of its share)
-    died with it, uncounted (docs/scale-out.md, failure modes).
+    - what is lost, from the collectors' own counters (docs/scale-out.md, "A gateway dies"): what gw2 had
+      acknowledged and neither exported nor dropped by policy died with it. Its last push (at most ``GW2_PUSH_MS``
+      plus the push's transit before the kill) counts ``at_risk`` = new_trace_id_received - not_sampled -
+      exported spans / 3 of those traces; what it took after that push, no gw2 metric shows. That remainder is
+      ``window`` = accepted spans / 3 - the survivors' decided traces - gw2's new_trace_id_received at its last
+      push (every trace id is new at exactly one gateway: the ring moves only gw2's ids, and a retried batch hits
+      the trace in memory or in the decision cache); the agent's backend_outcome{gw2, success} - gw2's served
+      Export calls count it in requests. Asserted: lost error / pipeline traces ≤ at_risk + window, and exactly
+      sent - decided sampled by gw1 / gw3 under the errors and floe.pipeline.id policies (minus what gw2 itself
+      kept).
     """
     agent, gateways, sinks = dns_cluster["agent"], dns_cluster["gateways"], dns_cluster["sinks"]
     metrics, controller, tmp = dns_cluster["metrics"], dns_cluster["controller"], dns_cluster["tmp"]
@@ -304,6 +348,15 @@ def test_gateway_killed_agent_reroutes_by_dns_without_reload(dns_cluster: dict[s
         return accepted == PROCESSES * PER_PROCESS * SPANS and done == accepted
 
     assert metrics.wait_for(settled, timeout=40), "the agent's counters do not account for every span accepted"
+
+    def survivors_decided(m: Collector) -> bool:  # the last traces are decided decision_wait after they came
+        return all(
+            total(m, TS + "global_count_traces_sampled", g) == total(m, TS + "new_trace_id_received", g)
+            and [v for _, v in gauge(m, TS + "sampling_traces_on_memory", g)][-1:] == [0]
+            for g in ("gw1", "gw3")
+        )
+
+    assert metrics.wait_for(survivors_decided, timeout=20), "gw1 / gw3 still hold undecided traces"
     time.sleep(1.0)  # one more push: the queue must stay empty
     accepted = counter(metrics, "otelcol_receiver_accepted_spans", "agent", receiver="otlp")
     refused = counter(metrics, "otelcol_receiver_refused_spans", "agent", receiver="otlp")
@@ -314,7 +367,28 @@ def test_gateway_killed_agent_reroutes_by_dns_without_reload(dns_cluster: dict[s
     updates = counter(metrics, "otelcol_loadbalancer_num_backend_updates", "agent")
     survivors = {g: counter(metrics, "otelcol_receiver_accepted_spans", g, receiver="otlp") for g in ("gw1", "gw3")}
     gw2_acked = counter(metrics, "otelcol_receiver_accepted_spans", "gw2", receiver="otlp")
-    gw2_held = [v for _, v in gauge(metrics, "otelcol_processor_tail_sampling_sampling_traces_on_memory", "gw2")]
+    gw2_on_memory = [v for _, v in gauge(metrics, TS + "sampling_traces_on_memory", "gw2")]  # at its last tick
+
+    # (d) what gw2 acknowledged and never delivered, from the collectors' own counters (gw2's: as of its last push)
+    push_ns = last_push_ns(metrics, "gw2")
+    took = total(metrics, TS + "new_trace_id_received", "gw2")
+    not_sampled = total(metrics, TS + "global_count_traces_sampled", "gw2", decision="not_sampled")
+    sampled = total(metrics, TS + "global_count_traces_sampled", "gw2", decision="sampled")
+    exported = total(metrics, "otelcol_exporter_sent_spans", "gw2", exporter="otlp_http/backend")
+    held = took - not_sampled - sampled  # undecided, in memory
+    at_risk = took - not_sampled - exported // SPANS  # acknowledged, neither dropped by policy nor exported
+    decided = {g: total(metrics, TS + "global_count_traces_sampled", g) for g in ("gw1", "gw3")}
+    window = accepted // SPANS - sum(decided.values()) - took  # acknowledged by gw2 after its last push
+    acked_requests = total(
+        metrics, "otelcol_loadbalancer_backend_outcome", "agent", endpoint=gateways["gw2"].grpc_endpoint, success=True
+    )
+    served = total(metrics, "rpc.server.call.duration", "gw2", **{"rpc.response.status_code": "OK"})
+    too_early = {g: total(metrics, TS + "sampling_trace_dropped_too_early", g) for g in gateways}
+    ep_sampled = sum(
+        total(metrics, TS + "count_traces_sampled", g, policy=policy, decision="sampled")
+        for g in ("gw1", "gw3")
+        for policy in EP_POLICIES
+    )
 
     kept = spans_by_gateway(sinks)
     owners: dict[str, list[str]] = defaultdict(list)
@@ -326,7 +400,9 @@ def test_gateway_killed_agent_reroutes_by_dns_without_reload(dns_cluster: dict[s
     split_post_kill = {t: owners[t] for t in post_kill if len(owners.get(t, [])) > 1}
     kept_post_ring = {g: sum(1 for t in post_ring if t in kept[g]) for g in ("gw1", "gw3")}
     pre_kill = {item["trace_id"] for item in sent if item["kind"] != "plain"} - set(post_kill)
-    lost_with_gw2 = sorted(pre_kill - set(owners))  # acknowledged by gw2, undecided when it died: uncounted
+    lost_with_gw2 = sorted(pre_kill - set(owners))  # acknowledged by gw2, not delivered when it died
+    ep_sent = {item["trace_id"] for item in sent if item["kind"] != "plain"}
+    ep_only_gw2 = [t for t in ep_sent if owners.get(t) == ["gw2"]]  # kept by gw2 itself before it died
     duplicates = sum(
         len(sinks[g].spans()) - sum(len(s) for s in kept[g].values()) for g in ("gw1", "gw3")
     )  # spans exported more than once (a batch is retried whole)
@@ -338,9 +414,20 @@ def test_gateway_killed_agent_reroutes_by_dns_without_reload(dns_cluster: dict[s
         "enqueue_failed": enqueue_failed,
         "counted lost": failed + enqueue_failed,
         "gw1+gw3 accepted": sum(survivors.values()),
-        "gw2 accepted before the kill (last push)": gw2_acked,
-        "gw2 traces in memory (last push)": gw2_held[-1] if gw2_held else None,
+        "gw2 last push -> kill (s)": round((kill_ns - push_ns) / 1e9, 3),
+        "gw2 at its last push: accepted spans": gw2_acked,
+        "new trace ids": took,
+        "decided sampled / not sampled": (sampled, not_sampled),
+        "exported spans": exported,
+        "undecided (held)": held,
+        "traces_on_memory (last tick)": gw2_on_memory[-1] if gw2_on_memory else None,
+        "at risk (new - not sampled - exported/3)": at_risk,
+        "gw2 window after its last push: traces (accepted/3 - gw1+gw3 decided - gw2 new)": window,
+        "requests (agent backend_outcome - gw2 served)": (acked_requests - served, acked_requests, served),
         "error/pipeline traces started before the kill and lost with gw2": f"{len(lost_with_gw2)} of {len(pre_kill)}",
+        "bound at risk + window": at_risk + window,
+        "error/pipeline sent, decided sampled by gw1+gw3": (len(ep_sent), ep_sampled),
+        "error/pipeline kept by gw2 itself": len(ep_only_gw2),
         "kill -> gw2 out of the A records (s)": round((unready_ns - kill_ns) / 1e9, 2),
         "kill -> agent ring of 2 (s, first 0.5 s push)": round((ring_ns - kill_ns) / 1e9, 2),
         "ring updates": updates,
@@ -373,3 +460,12 @@ def test_gateway_killed_agent_reroutes_by_dns_without_reload(dns_cluster: dict[s
     assert sent_ok + failed + enqueue_failed == accepted
     assert failed == 0 and enqueue_failed == 0, "a resolver re-route should leave nothing to give up on"
     assert queue[-1:] == [0], queue[-5:]
+    # (d) the loss is what gw2 held: counted by its last push, plus the window after it that only the others count
+    assert not any(too_early.values()), f"a gateway evicted traces before their decision: {too_early}"
+    assert 0 < kill_ns - push_ns < 500_000_000, "gw2's last push should be at most about GW2_PUSH_MS old"
+    assert window >= 0 and acked_requests >= served, (window, acked_requests, served)
+    # traces gw2 took after its last push came in requests it served after it, or were still on their way from
+    # its receiver to tail_sampling (accepted, not yet a new trace id) when it pushed
+    assert window == 0 or acked_requests > served or gw2_acked > SPANS * took, (window, acked_requests, served)
+    assert len(lost_with_gw2) <= at_risk + window, (len(lost_with_gw2), at_risk, window)
+    assert len(ep_sent) - ep_sampled == len(lost_with_gw2) + len(ep_only_gw2), (len(ep_sent), ep_sampled)
