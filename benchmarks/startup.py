@@ -8,7 +8,7 @@ XDG_CACHE_HOME and a new pod name per run (a new pod); "warm" = one HOME, identi
 same container). Floors: the launcher with OTEL_SDK_DISABLED=true (per distro) and bare python. All cases are
 interleaved round-robin after one warm-up round, from a neutral cwd (the launcher puts cwd on PYTHONPATH).
 
-    python3 benchmarks/startup.py [--runs 15] [--json out.json] [--rebuild] [--profile]
+    python3 benchmarks/startup.py [--runs 15] [--json out.json] [--rebuild] [--profile | --instructions]
 """
 
 from __future__ import annotations
@@ -261,6 +261,46 @@ def profile(cases: list[Case], base: dict[str, str], tmp: Path) -> int:
     return 1 if any(c.problem for c in cases) else 0
 
 
+# The Operator path only: callgrind loses the instructions of a process image that exec()s (the launcher's
+# own part, upstream's code and the same for both distros), so a launcher row would count its program only.
+INSTRUCTION_CASES = ("noop operator warm", "spans operator warm", "operator floor")
+
+
+def instructions(case: Case, base: dict[str, str], tmp: Path) -> int | None:
+    """Instructions the case executes (valgrind's callgrind, every thread and the exec'd program summed)."""
+    out = tmp / "callgrind" / case.key.replace("/", "_").replace(" ", "_")
+    out.mkdir(parents=True, exist_ok=True)
+    saved = case.cmd
+    case.cmd = ["valgrind", "--tool=callgrind", "--trace-children=yes", f"--callgrind-out-file={out}/cg.%p", *saved]
+    case.env = case.env | {"FLOE_SHUTDOWN_TIMEOUT": "60"}  # ~50x slower under valgrind: no exit-budget abort
+    try:
+        measure(case, base, tmp / "homes", tmp / "cwd", keep=False)
+    finally:
+        case.cmd = saved
+    total = 0
+    for f in out.glob("cg.*"):
+        for line in f.read_text(errors="replace").splitlines():
+            if line.startswith(("summary:", "totals:")):
+                total += int(line.split()[1])
+                break
+    return None if case.problem else total
+
+
+def count_instructions(cases: list[Case], base: dict[str, str], tmp: Path) -> int:
+    """Deterministic companion of the wall-clock table: instruction counts, one run per case (slow: ~1 min each)."""
+    counts: dict[str, int | None] = {}
+    for case in cases:
+        if case.distro != "-" and case.label in INSTRUCTION_CASES:
+            counts[case.key] = instructions(case, base, tmp)
+            print(f"{case.key}: {counts[case.key]}", file=sys.stderr)
+    print("case                 | upstream Minstr | floe Minstr | floe/upstream")
+    for label in INSTRUCTION_CASES:
+        u, f = counts.get(f"upstream/{label}"), counts.get(f"floe/{label}")
+        r = f"{f / u:.2f}" if u and f else "-"
+        print(f"{label:20} | {num(u / 1e6 if u else None):>15} | {num(f / 1e6 if f else None):>11} | {r:>13}")
+    return 1 if any(v is None for v in counts.values()) else 0
+
+
 def bench(cases: list[Case], base: dict[str, str], tmp: Path, collector: Any, args: argparse.Namespace) -> int:
     for rnd in range(args.runs + 1):
         for case in cases:
@@ -296,6 +336,9 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="write every raw number here")
     parser.add_argument("--rebuild", action="store_true", help="rebuild both venvs")
     parser.add_argument("--profile", action="store_true", help="floe noop/spans once with -X importtime, then exit")
+    parser.add_argument(
+        "--instructions", action="store_true", help="Operator-path instructions (callgrind), not wall time"
+    )
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="floe-bench-"))
     for d in ("src", "apps", "cwd", "homes", "collector"):
@@ -312,7 +355,12 @@ def main() -> int:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "FLOE_", "PYTHON", "VIRTUAL_ENV"))}
     try:
         cases = build_cases(venvs, apps, collector.http_endpoint)
-        rc = profile(cases, base, tmp) if args.profile else bench(cases, base, tmp, collector, args)
+        if args.profile:
+            rc = profile(cases, base, tmp)
+        elif args.instructions:
+            rc = count_instructions(cases, base, tmp)
+        else:
+            rc = bench(cases, base, tmp, collector, args)
     finally:
         collector.stop()
     if rc:

@@ -667,10 +667,33 @@ def _otlp(ctx: _Ctx, signal: str, backend: BackendPlan) -> tuple[ExporterPlan | 
     timeout_raw, timeout_where = env.first(timeout_var, E.OTEL_EXPORTER_OTLP_TIMEOUT, E.FLOE_EXPORT_TIMEOUT)
     timeout = env.number(timeout_where or timeout_var, timeout_raw, 10.0, float, 0.001, 120, " s")
     headers = _headers(ctx, signal)
+    client = _http_client(ctx, signal) if protocol == "http/protobuf" else None
     return (
-        ExporterPlan("otlp", protocol, url, where, insecure, timeout, MappingProxyType(headers)),
+        ExporterPlan("otlp", protocol, url, where, insecure, timeout, MappingProxyType(headers), client),
         None,
     )
+
+
+_PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy")
+
+
+def _http_client(ctx: _Ctx, signal: str) -> str:
+    """Which transport the OTLP/HTTP exporter sends through: the standard library's where it behaves like
+    requests (``http_transport``), else upstream's requests one, with the reason."""
+    env = ctx.env
+    asked = env.choice(E.FLOE_OTEL_HTTP_CLIENT, env.raw(E.FLOE_OTEL_HTTP_CLIENT), ("stdlib", "requests"), "stdlib")
+    if asked == "requests":
+        return f"requests ({E.FLOE_OTEL_HTTP_CLIENT}=requests)"
+    for name, value in ctx.inputs.environ.items():
+        if name.lower() in _PROXY_VARIABLES and value.strip():
+            return f"requests ({name} is set: requests applies it and NO_PROXY)"
+    for name in (f"OTEL_PYTHON_EXPORTER_OTLP_HTTP_{signal.upper()}_CREDENTIAL_PROVIDER",
+                 "OTEL_PYTHON_EXPORTER_OTLP_HTTP_CREDENTIAL_PROVIDER"):  # fmt: skip
+        if (ctx.inputs.environ.get(name) or "").strip():
+            return f"requests ({name}: a credential-provider session)"
+    if not ctx.inputs.http_transport_available():
+        return "requests (the installed OTLP/HTTP exporter predates 1.45's transport interface)"
+    return "stdlib"
 
 
 def _port_of(url: str) -> int | None:

@@ -85,9 +85,10 @@ def render(plan: Plan, checks: Mapping[str, Mapping[str, Any]] | None = None) ->
         for exporter in signal.exporters:
             if exporter.kind == "otlp":
                 headers = f" headers: {', '.join(sorted(exporter.headers))}" if exporter.headers else ""
+                client = f" via {exporter.http_client}" if exporter.http_client else ""
                 lines.append(
                     f"  {name:8} otlp {exporter.protocol} -> {redact_url(exporter.endpoint or '')}"
-                    f"  <- {exporter.endpoint_source}{headers}"
+                    f"  <- {exporter.endpoint_source}{headers}{client}"
                 )
             else:
                 lines.append(f"  {name:8} {exporter.kind}")

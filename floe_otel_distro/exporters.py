@@ -240,17 +240,19 @@ def otlp_exporter(
         return HL(endpoint=endpoint, headers=headers, timeout=timeout, **http_client(HL))
 
     def http_client(exporter_class: type) -> dict[str, Any]:
-        # The standard-library transport under upstream's exporter where it behaves the same (see
-        # http_transport); else upstream's requests transport with our recording session.
+        # The plan's choice (``ExporterPlan.http_client``): the standard-library transport under upstream's
+        # exporter where it behaves the same (see http_transport); else upstream's requests transport with
+        # our recording session. A spec made without a plan decides from the environment the same way.
         import os
 
         try:
             from floe_otel_distro import http_transport
         except ImportError:  # no opentelemetry-exporter-http-transport: the exporter predates 1.45
             http_transport = None  # type: ignore[assignment]
+        stdlib = spec.http_client == "stdlib" if spec.http_client else None
         if (
             http_transport is not None
-            and http_transport.use_stdlib(os.environ)
+            and (stdlib if stdlib is not None else http_transport.use_stdlib(os.environ))
             and http_transport.accepts_transport(exporter_class)
         ):
             import http.client  # noqa: F401 - on this thread, under the build lock (fork safety, above)
@@ -314,8 +316,11 @@ def unreachable_cause(url: str, timeout_s: float) -> str | None:
     address = _address(url)
     if address is None:
         return None
+    host, port = address
+    # an ASCII host as bytes: getaddrinfo then needs no idna codec (~1-2 ms to import at every exit)
+    target: tuple[str | bytes, int] = (host.encode("ascii") if host.isascii() else host, port)
     try:
-        with socket.create_connection(address, timeout=max(timeout_s, 0.01)):
+        with socket.create_connection(target, timeout=max(timeout_s, 0.01)):  # type: ignore[arg-type]
             return None
     except ConnectionRefusedError:
         return delivery.REFUSED

@@ -75,6 +75,8 @@ class ExporterPlan:
     insecure: bool = False
     timeout_s: float = 10.0
     headers: Mapping[str, str] = field(default_factory=dict, repr=False)
+    #: OTLP/HTTP only: ``stdlib`` (``http_transport``) or ``requests (<why>)``, upstream's transport
+    http_client: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form: the endpoint redacted, header names only."""
@@ -86,6 +88,7 @@ class ExporterPlan:
             "insecure": self.insecure,
             "timeout_s": self.timeout_s,
             "header_names": sorted(self.headers),
+            "http_client": self.http_client,
         }
 
 
@@ -238,6 +241,16 @@ class Plan:
 
 
 # --- inputs --------------------------------------------------------------------------------------------------
+def _http_transport_installed() -> bool:
+    """Upstream's OTLP/HTTP transport interface (opentelemetry-exporter-otlp-proto-http 1.45+) is installed."""
+    from importlib.util import find_spec
+
+    try:
+        return find_spec("opentelemetry.exporter.http.transport") is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def _grpc_installed() -> bool:
     from importlib.util import find_spec
 
@@ -254,6 +267,7 @@ class Inputs:
     environ: Mapping[str, str]
     entry_points: Callable[[str], tuple[EntryPointRef, ...]] = installed_entry_points
     grpc_available: Callable[[], bool] = _grpc_installed
+    http_transport_available: Callable[[], bool] = _http_transport_installed
     load_yaml: Callable[[str, str], dict[str, Any]] | None = None  # default: files.load_yaml
     read_text: Callable[[str, str, int], str] | None = None  # default: files.read_text
     #: where ``floe platform compile`` writes by default (relative to the working directory); None: not looked up

@@ -1190,3 +1190,48 @@ def test_malformed_context_carriers_are_one_degraded_problem_each() -> None:
     for name, (env, wheres) in cases.items():
         problems = plan_for({**PROD, **env}).problems
         assert [(p.severity, p.where) for p in problems] == [("degraded", w) for w in wheres], name
+
+
+@pytest.mark.parametrize(
+    ("extra", "available", "traces", "logs", "problem"),
+    [
+        ({}, True, "stdlib", "stdlib", None),
+        ({"FLOE_OTEL_HTTP_CLIENT": "requests"}, True, "requests (FLOE_OTEL_HTTP_CLIENT=requests)", None, None),
+        ({"FLOE_OTEL_HTTP_CLIENT": "Stdlib"}, True, "stdlib", "stdlib", None),
+        ({"FLOE_OTEL_HTTP_CLIENT": "curl"}, True, "stdlib", "stdlib", ("degraded", "FLOE_OTEL_HTTP_CLIENT")),
+        ({"https_proxy": "http://proxy:3128"}, True, "requests (https_proxy is set", None, None),
+        ({"HTTPS_PROXY": " "}, True, "stdlib", "stdlib", None),
+        ({"ALL_PROXY": "socks5://p:1080"}, True, "requests (ALL_PROXY is set", None, None),
+        (
+            {"OTEL_PYTHON_EXPORTER_OTLP_HTTP_TRACES_CREDENTIAL_PROVIDER": "gcp"},
+            True,
+            "requests (OTEL_PYTHON_EXPORTER_OTLP_HTTP_TRACES_CREDENTIAL_PROVIDER",
+            "stdlib",
+            None,
+        ),
+        ({}, False, "requests (the installed OTLP/HTTP exporter predates", None, None),
+        ({"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}, True, None, None, None),
+    ],
+)
+def test_the_http_client_each_otlp_http_exporter_sends_through(
+    extra: dict[str, str], available: bool, traces: str | None, logs: str | None, problem: tuple[str, str] | None
+) -> None:
+    """stdlib where it behaves like requests; requests (with the reason) for proxies, credential providers,
+    the explicit choice and exporters before 1.45; gRPC has no HTTP client; a bad value is one degraded line."""
+    env = {"FLOE_MODE": "prod", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318", **extra}
+    plan = build_plan(
+        Inputs(env, entry_points=fake_entry_points(), grpc_available=lambda: True, compiled_default=None,
+               http_transport_available=lambda: available)
+    )  # fmt: skip
+    got = {name: plan.signals[name].exporters[0].http_client for name in ("traces", "logs")}
+    if traces is None:
+        assert got["traces"] is None
+    else:
+        assert (got["traces"] or "").startswith(traces)
+        assert plan.signals["traces"].exporters[0].to_dict()["http_client"] == got["traces"]
+    if logs is not None:
+        assert got["logs"] == logs
+    elif traces is not None:
+        assert got["logs"] == got["traces"] or (got["logs"] or "").startswith("requests")
+    found = [(p.severity, p.where) for p in plan.problems if p.where == "FLOE_OTEL_HTTP_CLIENT"]
+    assert found == ([problem] if problem else [])
