@@ -20,6 +20,9 @@ is over --target-prod or the full one over --target-full.
 
     .venv/bin/python benchmarks/dbt_overhead.py [--rounds 7] [--models 24 | --demo] [--target-prod 1.02]
 
+``--instructions`` counts the instructions of one build per variant under valgrind's callgrind (plain, and
+the distro on the Operator path, ``PYTHONPATH`` to upstream's sitecustomize, no launcher): a figure the
+machine's load does not move, ~50x slower than a build.
 ``--demo`` builds floe's demo project (tests/projects/jaffle: one failing test, so dbt exits 1 there).
 ``--hooks`` measures, in-process and deterministically enough for a loaded machine, the CPU the dbt
 instrumentor's own code spends on dbt's threads (node span start/end, event callback, invocation span),
@@ -169,6 +172,68 @@ def _hooks_main(args: argparse.Namespace) -> int:
     return 0
 
 
+def _callgrind(command: list[str], env: dict[str, str], cwd: Path, out: Path, ok_codes: tuple[int, ...]) -> int:
+    """Instructions ``command`` executes under valgrind's callgrind (every thread), from its output files."""
+    out.mkdir(parents=True)
+    _run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}/cg.%p", *command], env, cwd, ok_codes)
+    total = 0
+    for f in out.glob("cg.*"):
+        for line in f.read_text(errors="replace").splitlines():
+            if line.startswith("summary:"):
+                total += int(line.split()[1])
+                break
+    return total
+
+
+def _instructions_main(args: argparse.Namespace) -> int:
+    """Deterministic overhead: instructions of one build, bare vs the distro on the Operator path (no launcher)."""
+    import sysconfig
+
+    with tempfile.TemporaryDirectory(prefix="floe-dbt-instr-") as tmp:
+        work = Path(tmp)
+        if args.demo:
+            project = work / "jaffle"
+            shutil.copytree(REPO / "tests" / "projects" / "jaffle", project, ignore=shutil.ignore_patterns("target"))
+            label, ok_codes = "floe demo project", (0, 1)
+        else:
+            project = make_project(work / "bench", models=args.models)
+            label, ok_codes = f"generated project, {args.models} models", (0,)
+        (work / "collector").mkdir()
+        collector = Collector(work / "collector")
+        try:
+            base = instrumented_env(collector.http_endpoint, FLOE_MODE="prod", FLOE_TELEMETRY_BACKEND="otlp")
+            base |= {"BENCH_DUCKDB_PATH": str(work / "b.duckdb"), "JAFFLE_DUCKDB_PATH": str(work / "j.duckdb")}
+            base |= {"FLOE_LOG_LEVEL": "INFO", "FLOE_SHUTDOWN_TIMEOUT": "60"}  # ~50x slower under valgrind
+            auto = Path(sysconfig.get_paths()["purelib"]) / "opentelemetry" / "instrumentation" / "auto_instrumentation"
+            operator = {**base, "PYTHONPATH": str(auto)}  # what the OTel Operator injects
+            dbt = [str(BIN / "dbt"), "build", "--profiles-dir", str(project)]
+            variants = {
+                "plain": _plain_env(base),
+                "distro": {**operator, "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "floe_dbt"},
+                "prod": operator,
+                "full": {**operator, "OTEL_TRACES_SAMPLER": "parentbased_always_on"},
+            }
+            from concurrent.futures import ThreadPoolExecutor
+
+            def count(name: str) -> int:  # each variant its own copy (two builds run at once: DuckDB locks)
+                copy, db = work / f"{name}-project", str(work / f"{name}.duckdb")
+                shutil.copytree(project, copy)
+                env = {**variants[name], "BENCH_DUCKDB_PATH": db, "JAFFLE_DUCKDB_PATH": db}
+                command = [*dbt[:-1], str(copy)]
+                _run(command, _plain_env(env), copy, ok_codes)  # warm-up: partial parse, the DuckDB file
+                return _callgrind(command, env, copy, work / name, ok_codes)
+
+            with ThreadPoolExecutor(max_workers=2) as pool:  # counts do not depend on the load: two at a time
+                jobs = {name: pool.submit(count, name) for name in variants}
+                counts = {name: job.result() for name, job in jobs.items()}
+        finally:
+            collector.stop()
+    print(f"instructions of one `dbt build` of the {label} (callgrind, all threads; distro on the Operator path)")
+    for name, count in counts.items():
+        print(f"{name:<8} {count / 1e9:8.3f} G  {count / counts['plain']:.4f}x")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
@@ -177,9 +242,12 @@ def main() -> int:
     parser.add_argument("--target-prod", type=float, default=1.02, help="max pairwise wall ratio, prod sampling")
     parser.add_argument("--target-full", type=float, default=1.05, help="max pairwise wall ratio, 100 %% sampling")
     parser.add_argument("--hooks", action="store_true", help="in-process CPU of the instrumentor's hooks only")
+    parser.add_argument("--instructions", action="store_true", help="callgrind instruction counts, one build each")
     args = parser.parse_args()
     if args.hooks:
         return _hooks_main(args)
+    if args.instructions:
+        return _instructions_main(args)
 
     with tempfile.TemporaryDirectory(prefix="floe-dbt-bench-") as tmp:
         work = Path(tmp)
