@@ -152,16 +152,20 @@ def _hook_cost(project: Path, env_var: str, duckdb: Path, sampled: bool, rounds:
     return statistics.median(costs), nodes, logs
 
 
+def _project(args: argparse.Namespace, work: Path) -> tuple[Path, str, tuple[int, ...], str]:
+    """(project dir, label, dbt's accepted exit codes, its DuckDB path variable): the demo or a generated one."""
+    if args.demo:  # floe's demo has one failing test: dbt exits 1
+        project = work / "jaffle"
+        shutil.copytree(REPO / "tests" / "projects" / "jaffle", project, ignore=shutil.ignore_patterns("target"))
+        return project, "floe demo project (tests/projects/jaffle)", (0, 1), "JAFFLE_DUCKDB_PATH"
+    project = make_project(work / "bench", models=args.models)
+    return project, f"generated project, {args.models} models + {args.models * 2} tests", (0,), "BENCH_DUCKDB_PATH"
+
+
 def _hooks_main(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="floe-dbt-hooks-") as tmp:
         work = Path(tmp)
-        if args.demo:
-            project = work / "jaffle"
-            shutil.copytree(REPO / "tests" / "projects" / "jaffle", project, ignore=shutil.ignore_patterns("target"))
-            env_var, label = "JAFFLE_DUCKDB_PATH", "demo project"
-        else:
-            project = make_project(work / "bench", models=args.models)
-            env_var, label = "BENCH_DUCKDB_PATH", f"{args.models}-model project"
+        project, label, _, env_var = _project(args, work)
         print(f"in-process hook CPU on dbt's threads, {label}, median of {args.rounds} builds")
         for sampled in (True, False):
             cost, nodes, logs = _hook_cost(project, env_var, work / "hooks.duckdb", sampled, args.rounds)
@@ -191,13 +195,7 @@ def _instructions_main(args: argparse.Namespace) -> int:
 
     with tempfile.TemporaryDirectory(prefix="floe-dbt-instr-") as tmp:
         work = Path(tmp)
-        if args.demo:
-            project = work / "jaffle"
-            shutil.copytree(REPO / "tests" / "projects" / "jaffle", project, ignore=shutil.ignore_patterns("target"))
-            label, ok_codes = "floe demo project", (0, 1)
-        else:
-            project = make_project(work / "bench", models=args.models)
-            label, ok_codes = f"generated project, {args.models} models", (0,)
+        project, label, ok_codes, _ = _project(args, work)
         (work / "collector").mkdir()
         collector = Collector(work / "collector")
         try:
@@ -251,13 +249,7 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="floe-dbt-bench-") as tmp:
         work = Path(tmp)
-        if args.demo:
-            project = work / "jaffle"
-            shutil.copytree(REPO / "tests" / "projects" / "jaffle", project, ignore=shutil.ignore_patterns("target"))
-            label, ok_codes = "floe demo project (tests/projects/jaffle)", (0, 1)
-        else:
-            project = make_project(work / "bench", models=args.models)
-            label, ok_codes = f"generated project, {args.models} models + {args.models * 2} tests", (0, 0)
+        project, label, ok_codes, _ = _project(args, work)
         (work / "collector").mkdir()
         collector = Collector(work / "collector")
         try:
