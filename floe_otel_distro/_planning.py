@@ -678,20 +678,26 @@ _PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy")
 
 
 def _http_client(ctx: _Ctx, signal: str) -> str:
-    """Which transport the OTLP/HTTP exporter sends through: the standard library's where it behaves like
-    requests (``http_transport``), else upstream's requests one, with the reason."""
+    """The OTLP/HTTP exporter's transport for ``signal`` (``http_client_choice``), a bad value degraded."""
     env = ctx.env
     asked = env.choice(E.FLOE_OTEL_HTTP_CLIENT, env.raw(E.FLOE_OTEL_HTTP_CLIENT), ("stdlib", "requests"), "stdlib")
+    return http_client_choice(ctx.inputs.environ, signal, asked or "stdlib", ctx.inputs.http_transport_available())
+
+
+def http_client_choice(environ: Mapping[str, str], signal: str, asked: str, transport_available: bool) -> str:
+    """``stdlib`` where the standard-library transport behaves like requests (``http_transport``), else
+    ``requests (<why>)``: asked for, a proxy variable (requests applies it with NO_PROXY), a credential-provider
+    session (upstream builds it on requests), or an exporter without the transport interface (before 1.45)."""
     if asked == "requests":
         return f"requests ({E.FLOE_OTEL_HTTP_CLIENT}=requests)"
-    for name, value in ctx.inputs.environ.items():
+    for name, value in environ.items():
         if name.lower() in _PROXY_VARIABLES and value.strip():
             return f"requests ({name} is set: requests applies it and NO_PROXY)"
     for name in (f"OTEL_PYTHON_EXPORTER_OTLP_HTTP_{signal.upper()}_CREDENTIAL_PROVIDER",
                  "OTEL_PYTHON_EXPORTER_OTLP_HTTP_CREDENTIAL_PROVIDER"):  # fmt: skip
-        if (ctx.inputs.environ.get(name) or "").strip():
+        if (environ.get(name) or "").strip():
             return f"requests ({name}: a credential-provider session)"
-    if not ctx.inputs.http_transport_available():
+    if not transport_available:
         return "requests (the installed OTLP/HTTP exporter predates 1.45's transport interface)"
     return "stdlib"
 

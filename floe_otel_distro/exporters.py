@@ -179,6 +179,33 @@ class LazySpanExporter(_Lazy, SpanExporter):
         return True
 
 
+def _http_client(signal: str, spec: ExporterPlan, exporter_class: type, session: Callable[[], Any]) -> dict[str, Any]:
+    """The OTLP/HTTP exporter's transport keyword: the plan's choice (``ExporterPlan.http_client``).
+
+    ``stdlib``: the standard-library transport under upstream's exporter (``http_transport``); else upstream's
+    requests transport with our recording session. A spec made without a plan gets the plan's rule.
+    """
+    import os
+
+    try:
+        from floe_otel_distro import http_transport
+    except ImportError:  # no opentelemetry-exporter-http-transport: the exporter predates 1.45
+        http_transport = None  # type: ignore[assignment]
+    choice = spec.http_client
+    if choice is None:
+        from floe_otel_distro._planning import http_client_choice
+
+        asked = os.environ.get("FLOE_OTEL_HTTP_CLIENT", "").strip().lower() or "stdlib"
+        choice = http_client_choice(os.environ, signal, asked, http_transport is not None)
+    if choice == "stdlib" and http_transport is not None and http_transport.accepts_transport(exporter_class):
+        import http.client  # noqa: F401 - on the batch thread, under the build lock (fork safety, see below)
+
+        return {"_transport": http_transport.transport_for(signal)}
+    import netrc  # noqa: F401 - requests reads ~/.netrc lazily
+
+    return {"session": session()}
+
+
 def otlp_exporter(
     signal: str,
     spec: ExporterPlan,
@@ -229,38 +256,16 @@ def otlp_exporter(
         if signal == "traces":
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as H
 
-            return H(endpoint=endpoint, headers=headers, timeout=timeout, **http_client(H))
+            return H(endpoint=endpoint, headers=headers, timeout=timeout, **_http_client(signal, spec, H, session))
         if signal == "metrics":
             from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as HM
 
-            return HM(endpoint=endpoint, headers=headers, timeout=timeout, **http_client(HM),
+            return HM(endpoint=endpoint, headers=headers, timeout=timeout, **_http_client(signal, spec, HM, session),
                       preferred_temporality=temporality_of(temporality_preference))
         from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter as HL
 
-        return HL(endpoint=endpoint, headers=headers, timeout=timeout, **http_client(HL))
+        return HL(endpoint=endpoint, headers=headers, timeout=timeout, **_http_client(signal, spec, HL, session))
 
-    def http_client(exporter_class: type) -> dict[str, Any]:
-        # The plan's choice (``ExporterPlan.http_client``): the standard-library transport under upstream's
-        # exporter where it behaves the same (see http_transport); else upstream's requests transport with
-        # our recording session. A spec made without a plan decides from the environment the same way.
-        import os
-
-        try:
-            from floe_otel_distro import http_transport
-        except ImportError:  # no opentelemetry-exporter-http-transport: the exporter predates 1.45
-            http_transport = None  # type: ignore[assignment]
-        stdlib = spec.http_client == "stdlib" if spec.http_client else None
-        if (
-            http_transport is not None
-            and (stdlib if stdlib is not None else http_transport.use_stdlib(os.environ))
-            and http_transport.accepts_transport(exporter_class)
-        ):
-            import http.client  # noqa: F401 - on this thread, under the build lock (fork safety, above)
-
-            return {"_transport": http_transport.transport_for(signal)}
-        import netrc  # noqa: F401 - requests reads ~/.netrc lazily
-
-        return {"session": session()}
 
     from floe_otel_distro.redaction import redact_url
 

@@ -16,12 +16,10 @@ It behaves like upstream's requests transport where that is observable:
 - every request and its outcome is told to ``delivery`` (status, Retry-After, exception), as the
   recording ``requests.Session`` does, so loss lines name the real cause.
 
-``for_endpoint`` returns ``None`` (use upstream's requests transport unchanged) where this one would
-behave differently: a proxy variable is set (``HTTP(S)_PROXY``/``ALL_PROXY``, honoured by requests with
-``NO_PROXY``), or a credential-provider session is configured (upstream's
-``OTEL_PYTHON_EXPORTER_OTLP_HTTP_*CREDENTIAL_PROVIDER``, which yields a ``requests.Session``), or
-``FLOE_OTEL_HTTP_CLIENT=requests`` asks for it. The installed exporter must accept ``_transport``
-(1.45+); with 1.44 the requests transport is used.
+Where it would behave differently the plan picks upstream's requests transport instead
+(``_planning.http_client_choice``: a proxy variable, honoured by requests with ``NO_PROXY``; a
+credential-provider session, which upstream builds on requests; ``FLOE_OTEL_HTTP_CLIENT=requests``; an
+exporter without ``_transport``, before 1.45).
 """
 
 from __future__ import annotations
@@ -40,9 +38,6 @@ from opentelemetry.exporter.http.transport._base import BaseHTTPResult, BaseHTTP
 
 from floe_otel_distro import delivery
 
-_PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy")
-_CREDENTIAL_PROVIDER = "OTEL_PYTHON_EXPORTER_OTLP_HTTP"
-
 
 class ConnectTimeoutError(TimeoutError):
     """The TCP/TLS connection was not established in time (``delivery`` names it apart from a read timeout)."""
@@ -60,21 +55,6 @@ class StdlibResult(BaseHTTPResult):
 
     def headers(self) -> Mapping[str, str]:
         return self.response_headers  # http.client's HTTPMessage: get() is case-insensitive
-
-
-def proxied(environ: Mapping[str, str]) -> bool:
-    """A proxy variable requests would honour is set (lower- or upper-case)."""
-    return any(key.lower() in _PROXY_VARIABLES and value.strip() for key, value in environ.items())
-
-
-def use_stdlib(environ: Mapping[str, str]) -> bool:
-    """Whether ``StdlibTransport`` may replace upstream's requests transport in this environment."""
-    if environ.get("FLOE_OTEL_HTTP_CLIENT", "").strip().lower() == "requests" or proxied(environ):
-        return False
-    return not any(
-        key.startswith(_CREDENTIAL_PROVIDER) and key.endswith("CREDENTIAL_PROVIDER") and value.strip()
-        for key, value in environ.items()
-    )
 
 
 def accepts_transport(exporter_class: type) -> bool:

@@ -291,25 +291,6 @@ def test_client_certificate_pair_is_resolved_from_the_signal_variables() -> None
     assert (logs._verify, logs._cert) == ("/ca.pem", None)
 
 
-@pytest.mark.parametrize(
-    ("env", "stdlib"),
-    [
-        ({}, True),
-        ({"HTTPS_PROXY": "http://proxy:3128"}, False),
-        ({"http_proxy": "http://proxy:3128"}, False),
-        ({"ALL_PROXY": "socks5://p:1080"}, False),
-        ({"HTTPS_PROXY": "  "}, True),
-        ({"NO_PROXY": "*"}, True),
-        ({"OTEL_PYTHON_EXPORTER_OTLP_HTTP_TRACES_CREDENTIAL_PROVIDER": "gcp"}, False),
-        ({"OTEL_PYTHON_EXPORTER_OTLP_HTTP_CREDENTIAL_PROVIDER": "gcp"}, False),
-        ({"FLOE_OTEL_HTTP_CLIENT": "requests"}, False),
-        ({"FLOE_OTEL_HTTP_CLIENT": "stdlib"}, True),
-    ],
-)
-def test_the_stdlib_transport_only_where_it_behaves_like_requests(env: dict[str, str], stdlib: bool) -> None:
-    assert http_transport.use_stdlib(env) is stdlib
-
-
 def test_an_exporter_without_a_transport_parameter_is_detected() -> None:
     class Old:
         def __init__(self, endpoint: str | None = None, session: Any = None) -> None: ...
