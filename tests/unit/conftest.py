@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import sys
@@ -14,13 +13,12 @@ import pytest
 import yaml
 
 from floe_otel_distro import _state
+from floe_otel_distro.plan import _http_transport_installed
 
 # The standard-library OTLP/HTTP transport plugs into upstream's transport interface, which exists from
 # opentelemetry-exporter-otlp-proto-http 1.45 on; with 1.44 (tox env test-otel144) the distro uses the requests
 # transport, and test_exporters.py asserts exactly that in both families.
-collect_ignore = (
-    [] if importlib.util.find_spec("opentelemetry.exporter.http.transport") is not None else ["test_http_transport.py"]
-)
+collect_ignore = [] if _http_transport_installed() else ["test_http_transport.py"]
 
 # The real-format floe inputs (floe.yaml, manifest.yaml, manifest-jaeger.yaml); see their README.md.
 EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "data" / "examples"  # copies of ../shared/examples

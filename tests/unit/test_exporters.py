@@ -56,14 +56,12 @@ def test_http_exporter_transport_stdlib_where_supported_else_the_recording_sessi
 ) -> None:
     """1.45+: the standard-library transport; 1.44, a proxy or FLOE_OTEL_HTTP_CLIENT=requests: our recording
     requests session; upstream's credential provider wins over both."""
-    import importlib.util
-
     from floe_otel_distro import delivery, exporters
-    from floe_otel_distro.plan import ExporterPlan
+    from floe_otel_distro.plan import ExporterPlan, _http_transport_installed
 
     spec = ExporterPlan(kind="otlp", protocol="http/protobuf", endpoint="http://127.0.0.1:1/v1/traces")
     inner = exporters.otlp_exporter("traces", spec)._get()
-    if importlib.util.find_spec("opentelemetry.exporter.http.transport") is not None:
+    if _http_transport_installed():
         assert type(inner._client._transport).__name__ == "StdlibTransport"
         monkeypatch.setenv("FLOE_OTEL_HTTP_CLIENT", "requests")
         inner = exporters.otlp_exporter("traces", spec)._get()
