@@ -189,6 +189,15 @@ def _callgrind(command: list[str], env: dict[str, str], cwd: Path, out: Path, ok
     return total
 
 
+def _base_env(collector: Collector, work: Path) -> dict[str, str]:
+    """The instrumented env of every variant: prod mode, OTLP to ``collector``, full visibility, DuckDB in ``work``."""
+    base = instrumented_env(collector.http_endpoint, FLOE_MODE="prod", FLOE_TELEMETRY_BACKEND="otlp")
+    base["BENCH_DUCKDB_PATH"] = str(work / "bench.duckdb")
+    base["JAFFLE_DUCKDB_PATH"] = str(work / "jaffle.duckdb")
+    base["FLOE_LOG_LEVEL"] = "INFO"
+    return base
+
+
 def _instructions_main(args: argparse.Namespace) -> int:
     """Deterministic overhead: instructions of one build, bare vs the distro on the Operator path (no launcher)."""
     import sysconfig
@@ -199,9 +208,7 @@ def _instructions_main(args: argparse.Namespace) -> int:
         (work / "collector").mkdir()
         collector = Collector(work / "collector")
         try:
-            base = instrumented_env(collector.http_endpoint, FLOE_MODE="prod", FLOE_TELEMETRY_BACKEND="otlp")
-            base |= {"BENCH_DUCKDB_PATH": str(work / "b.duckdb"), "JAFFLE_DUCKDB_PATH": str(work / "j.duckdb")}
-            base |= {"FLOE_LOG_LEVEL": "INFO", "FLOE_SHUTDOWN_TIMEOUT": "60"}  # ~50x slower under valgrind
+            base = _base_env(collector, work) | {"FLOE_SHUTDOWN_TIMEOUT": "60"}  # ~50x slower under valgrind
             auto = Path(sysconfig.get_paths()["purelib"]) / "opentelemetry" / "instrumentation" / "auto_instrumentation"
             operator = {**base, "PYTHONPATH": str(auto)}  # what the OTel Operator injects
             dbt = [str(BIN / "dbt"), "build", "--profiles-dir", str(project)]
@@ -253,10 +260,7 @@ def main() -> int:
         (work / "collector").mkdir()
         collector = Collector(work / "collector")
         try:
-            base = instrumented_env(collector.http_endpoint, FLOE_MODE="prod", FLOE_TELEMETRY_BACKEND="otlp")
-            base["BENCH_DUCKDB_PATH"] = str(work / "bench.duckdb")
-            base["JAFFLE_DUCKDB_PATH"] = str(work / "jaffle.duckdb")
-            base["FLOE_LOG_LEVEL"] = "INFO"
+            base = _base_env(collector, work)
             plain = _plain_env(base)
             full = {**base, "OTEL_TRACES_SAMPLER": "parentbased_always_on"}
             dbt = [str(BIN / "dbt"), "build", "--profiles-dir", str(project)]
