@@ -14,7 +14,11 @@
   process-dependent resource detectors (the plan's ``floe_process``: the child's ``process.pid``).
   Ours, which run after them, make the exporters drop the parent's connections and let the child
   flush at its own exit. ``multiprocessing`` children leave through ``os._exit`` (no ``atexit``): a
-  ``multiprocessing.util.Finalize`` registered from its after-fork hook flushes them. gunicorn workers
+  ``multiprocessing.util.Finalize`` registered from its after-fork hook flushes them. Until our hook
+  has run, a child flushes nothing: a signal that lands while the SDK's hooks still run (``Pool.terminate()``
+  reaching a worker that is still starting) would otherwise export the parent's queue again, and wait
+  on locks the parent's threads held at fork time, for ever. Such a child has no telemetry of its own
+  yet, so it just dies of the signal. gunicorn workers
   leave through ``sys.exit`` (``atexit`` runs), so they need no server-specific hook (see
   docs/lifecycle.md).
 """
@@ -41,6 +45,7 @@ _done = False
 _fork_hooks_installed = False
 _final_finished = False  # the exit flush + shutdown has completed
 _inflight: tuple[threading.Thread, float, bool] | None = None  # the last flush started: thread, deadline, final
+_ready_pid = os.getpid()  # the process whose state is its own: install()'s, or a forked child's after our hook
 
 
 # --- bounded flush ---------------------------------------------------------------------------------
@@ -83,6 +88,8 @@ def flush(budget_s: float | None = None, *, shutdown: bool = False) -> bool:
     """
     global _inflight
     if not _providers:  # nothing installed in this process (e.g. an uninstrumented child): nothing to do
+        return True
+    if _ready_pid != os.getpid():  # a forked child still in its fork hooks: nothing of its own, locks not its own
         return True
     budget = _budget_s if budget_s is None else budget_s
     deadline = time.monotonic() + budget
@@ -177,7 +184,7 @@ def prepare_for_fork() -> None:
 
 def _after_fork_in_child() -> None:
     """Runs in every forked child, after the SDK's own fork hooks (registration order)."""
-    global _lock, _done, _inflight, _final_finished
+    global _lock, _done, _inflight, _final_finished, _ready_pid
     _lock = threading.RLock()
     _done = False
     _final_finished = False
@@ -188,6 +195,8 @@ def _after_fork_in_child() -> None:
         reset_after_fork()
     except Exception:  # never break the child
         pass
+    finally:
+        _ready_pid = os.getpid()
 
 
 class _MultiprocessingToken:
@@ -214,10 +223,10 @@ _install_pid = os.getpid()
 
 def install(providers: list[Any], shutdown_timeout_s: float) -> None:
     """Flush and shut down ``providers`` at exit (and in forked children) within ``shutdown_timeout_s``."""
-    global _budget_s, _install_pid, _fork_hooks_installed
+    global _budget_s, _install_pid, _fork_hooks_installed, _ready_pid
     _providers[:] = providers
     _budget_s = shutdown_timeout_s
-    _install_pid = os.getpid()
+    _install_pid = _ready_pid = os.getpid()
     atexit.unregister(flush_and_shutdown)
     atexit.register(flush_and_shutdown)
     if _fork_hooks_installed:  # os.register_at_fork hooks cannot be removed: register once

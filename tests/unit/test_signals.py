@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -168,6 +169,78 @@ def test_ignored_sighup_keeps_the_process_alive(tmp_path: Any) -> None:
                           text=True, timeout=60, check=False)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["alive", "True"]
+
+
+# A parent that forks while an exporter thread holds a lock and a span is queued; in the child SIGTERM lands
+# while the fork hooks still run (multiprocessing's Pool.terminate() reaching a worker still starting up:
+# the SDK's resource re-detection is slow under load). The hook registered first plays that slow hook.
+_FORKED_WHILE_STARTING = """
+import json, os, signal, sys, threading, time
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from floe_otel_distro import delivery, exporters, lifecycle
+from floe_otel_distro.instrumentation.signals import SignalsInstrumentor
+
+class FileExporter(SpanExporter):
+    def export(self, spans):
+        fd = os.open(sys.argv[1], os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        os.write(fd, f"{os.getpid()} {len(spans)}\\n".encode())
+        os.close(fd)
+        return SpanExportResult.SUCCESS
+
+def slow_hook_hit_by_sigterm():
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(0.5)  # the handler runs here, before the SDK's and our after-fork hooks
+
+os.register_at_fork(after_in_child=slow_hook_hit_by_sigterm)
+provider = TracerProvider(shutdown_on_exit=False)
+exporter = exporters.LazySpanExporter("traces", "http://127.0.0.1:4318", FileExporter)
+provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=60_000))
+lifecycle.install([provider], 2.0)
+SignalsInstrumentor().instrument()
+provider.get_tracer("t").start_span("parent").end()  # queued in the parent at fork time
+held, release = threading.Event(), threading.Event()
+def exporting():  # a thread in the middle of a delivery update when the main thread forks
+    with delivery._lock:
+        held.set()
+        release.wait()
+threading.Thread(target=exporting, daemon=True).start()
+held.wait()
+started = time.monotonic()
+pid = os.fork()
+if pid == 0:
+    os._exit(0)  # not reached when the child dies of the signal
+release.set()
+status = None
+while time.monotonic() - started < 10:
+    done, status = os.waitpid(pid, os.WNOHANG)
+    if done:
+        break
+    time.sleep(0.02)
+else:
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+elapsed = time.monotonic() - started
+provider.force_flush()
+print(json.dumps({"child": pid, "parent": os.getpid(), "signalled": os.WIFSIGNALED(status) and os.WTERMSIG(status),
+                  "elapsed": elapsed}))
+"""
+
+
+def test_sigterm_in_a_child_still_in_its_fork_hooks_dies_at_once_without_exporting(tmp_path: Any) -> None:
+    """SIGTERM before the child's fork hooks finished: no flush of the parent's queue, no wait on inherited locks.
+
+    Found in CI: ``with Pool(4)`` (terminate) hung for ever when a worker was still in the SDK's after-fork
+    hook: our handler flushed there, on locks held in the parent at fork time.
+    """
+    out = tmp_path / "exported"
+    proc = subprocess.run([sys.executable, "-c", _FORKED_WHILE_STARTING, str(out)], capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert got["signalled"] == signal.SIGTERM, got  # died of the signal, as without us (not killed by the parent)
+    assert got["elapsed"] < 1.5, got  # not the 2 s exit budget, and no hang
+    assert out.read_text().splitlines() == [f"{got['parent']} 1"]  # the parent's span, once, from the parent
 
 
 def test_ignored_signal_stays_ignored_and_our_handler_is_a_no_op_for_it(instrumented: Any) -> None:
