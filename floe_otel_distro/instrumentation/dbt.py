@@ -34,10 +34,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import field
 from datetime import datetime, timezone
@@ -136,6 +138,65 @@ _SEVERITIES: dict[str, tuple[SeverityNumber, str]] = {
 _INFO = (SeverityNumber.INFO, "INFO")
 _MAX_PENDING = 1000
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+#: dbt masks the values of these variables in everything it logs (dbt_common's ``SECRET_ENV_PREFIX``)
+SECRET_ENV_PREFIX = "DBT_ENV_SECRET"
+SECRET_MASK = "*****"  # what dbt writes instead
+
+
+class _EnvSecrets:
+    """The values of ``DBT_ENV_SECRET*`` variables, as dbt masks them in its own log lines.
+
+    dbt's loggers scrub each message against ``os.environ`` (a scan of every variable, per line); the
+    records we export are scrubbed the same way. The scan is redone only when ``os.environ`` changed
+    (a C-level comparison of its data with the copy the secrets were taken from).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._snapshot: dict[Any, Any] | None = None
+        self._values: tuple[str, ...] = ()
+
+    def values(self) -> tuple[str, ...]:
+        data = getattr(os.environ, "_data", None)
+        if not isinstance(data, dict):  # not CPython's os._Environ: scan every time
+            return self._scan()
+        with self._lock:
+            if self._snapshot != data:
+                self._snapshot = dict(data)
+                self._values = self._scan()
+            return self._values
+
+    @staticmethod
+    def _scan() -> tuple[str, ...]:
+        values = {v for k, v in os.environ.items() if k.startswith(SECRET_ENV_PREFIX) and v.strip()}
+        return tuple(sorted(values, key=len, reverse=True))  # a longer secret first: no partial leftovers
+
+    def scrub(self, text: str) -> str:
+        for value in self.values():
+            if value in text:
+                text = text.replace(value, SECRET_MASK)
+        return text
+
+
+_secrets = _EnvSecrets()
+
+
+def _record_exception(span: Span, exc: BaseException) -> None:
+    """``span.record_exception`` + an ERROR status, with dbt's secret values masked in message and stack."""
+    message = _secrets.scrub(str(exc))
+    stack = _secrets.scrub("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+    module, name = type(exc).__module__, type(exc).__qualname__
+    attributes = {
+        "exception.type": f"{module}.{name}" if module and module != "builtins" else name,  # as the SDK's
+        "exception.message": message,
+        "exception.stacktrace": stack,
+        "exception.escaped": "False",
+    }
+    span.add_event("exception", attributes)
+    span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {message}"))
+
+
 _REDACTED = "<redacted>"
 _SECRET_ARG = re.compile(r"(password|passwd|secret|token|key|credential)", re.IGNORECASE)
 _VALUE_OPTIONS_TO_REDACT = {"--vars"}
@@ -432,9 +493,9 @@ def _describe_result(span: Span, result: Any, status: str, error_type: str | Non
     if status == "skipped":
         span.set_attribute(NODE_SKIPPED, True)
         if message:  # e.g. skipped because an upstream ephemeral model failed
-            span.set_attribute(NODE_MESSAGE, str(message))
+            span.set_attribute(NODE_MESSAGE, _secrets.scrub(str(message)))
     if error_type is not None:
-        description = str(message) if message else f"dbt node {status}"
+        description = _secrets.scrub(str(message)) if message else f"dbt node {status}"
         span.set_status(Status(StatusCode.ERROR, description))
         span.add_event(
             "exception",
@@ -498,8 +559,7 @@ def _node_end(run: _NodeRun, result: Any, exc: BaseException | None) -> None:
         _log.debug("detach failed", exc_info=True)
     try:
         if exc is not None:
-            run.span.record_exception(exc)
-            run.span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+            _record_exception(run.span, exc)
         elif result is not None and installed is not None:
             metrics = installed.pipeline_metrics()
             status = _apply_result(run.span, result, metrics, run.unique_id)
@@ -639,6 +699,7 @@ def _event_callback(installed: _Installed, invocation: _Invocation) -> Callable[
                 return
             if "\x1b" in text:
                 text = _ANSI.sub("", text)
+            text = _secrets.scrub(text)
             attributes = {EVENT_NAME: info.name, EVENT_CODE: info.code}
             node_info = getattr(msg.data, "node_info", None)
             unique_id = node_info.unique_id if node_info is not None else ""
@@ -793,8 +854,7 @@ def _end_invocation(
     _flush_pending(installed, invocation, None)
     metrics = installed.pipeline_metrics()
     if error is not None:
-        span.record_exception(error)
-        span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+        _record_exception(span, error)
         metrics.record_error(COMPONENT, ERROR_INVOCATION)
     elif not success:
         failed = sum(1 for r in _results_of(results) if _text(getattr(r, "status", "")) in _FAILED_STATUSES)

@@ -615,3 +615,43 @@ def test_source_freshness_attributes(tmp_path: Path) -> None:
     assert a["dbt.source.freshness.max_loaded_at"].startswith("2018-")
     assert a["dbt.node.relation"] == "jaffle.main.raw_orders"
     assert run.logs_of(span)
+
+
+def test_dbt_secret_env_values_never_reach_records_or_spans(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """dbt masks the values of ``DBT_ENV_SECRET_*`` variables in what it logs; so do the records and spans."""
+    secret = "hunter2-s3cr3t-value"
+    monkeypatch.setenv("DBT_ENV_SECRET_WAREHOUSE_TOKEN", secret)
+    project = copy_project(tmp_path)
+    models = project / "models"
+    (models / "leaky_log.sql").write_text(f"{{{{ log('connecting with {secret}', info=True) }}}}\nselect 1 as x\n")
+    (models / "leaky_error.sql").write_text(
+        f"{{{{ config(materialized='table') }}}}\nselect cast('{secret}' as integer) as x\n"
+    )
+    run = invoke_dbt(project, ["run", "--select", "leaky_log", "leaky_error", "--threads", "1"], log_level="DEBUG")
+    assert run.success is False  # leaky_error fails: its database error quotes the value
+    bodies = [str(r.log_record.body) for r in run.logs]
+    assert any("connecting with *****" in b for b in bodies), bodies  # masked the way dbt masks it
+    assert any("*****" in b and "integer" in b.lower() for b in bodies), bodies
+    dumped = [f"{r.log_record.body} {dict(r.log_record.attributes or {})}" for r in run.logs]
+    dumped += [s.to_json() for s in run.spans]
+    assert not [d for d in dumped if secret in d]
+    dbt_log = (project / "logs" / "dbt.log").read_text()
+    assert secret not in dbt_log and "connecting with *****" in dbt_log  # what dbt itself does
+
+
+def test_secret_masking_follows_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The masked values are re-read when os.environ changes (set, changed, blank, overlapping)."""
+    from floe_otel_distro.instrumentation.dbt import _EnvSecrets
+
+    secrets = _EnvSecrets()
+    monkeypatch.setenv("DBT_ENV_SECRET_A", "alpha-secret")
+    assert secrets.scrub("x alpha-secret y") == "x ***** y"
+    monkeypatch.setenv("DBT_ENV_SECRET_B", "beta")
+    assert secrets.scrub("alpha-secret beta") == "***** *****"
+    monkeypatch.setenv("DBT_ENV_SECRET_A", "gamma")
+    assert secrets.scrub("alpha-secret gamma") == "alpha-secret *****"
+    monkeypatch.setenv("DBT_ENV_SECRET_C", "   ")  # blank: not a secret (as dbt has it)
+    monkeypatch.setenv("DBT_ENV_SECRET_D", "betamax")  # contains another secret: the longer one first
+    assert secrets.scrub("betamax beta   x") == "***** *****   x"
+    monkeypatch.delenv("DBT_ENV_SECRET_B")
+    assert secrets.scrub("beta") == "beta"
