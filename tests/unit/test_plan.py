@@ -981,6 +981,40 @@ def test_env_only_plan_never_imports_pydantic() -> None:
     assert out.stdout.strip() == "False", out.stderr
 
 
+def test_start_up_reads_the_environments_entry_points_once() -> None:
+    """The launcher scans every distribution's entry points; the plan and installer reuse that scan (~25 ms)."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import importlib.metadata as m\n"
+        "scans = []\n"
+        "discover = m.Distribution.discover.__func__\n"
+        "def counting(cls, **kwargs):\n"
+        "    if not kwargs.get('name'):\n"  # a full scan; from_name() looks up one distribution
+        "        scans.append(1)\n"
+        "    return discover(cls, **kwargs)\n"
+        "m.Distribution.discover = classmethod(counting)\n"
+        "from opentelemetry.instrumentation.auto_instrumentation import initialize\n"
+        "initialize()\n"
+        "from floe_otel_distro import _state\n"
+        "assert _state.STATE.active, 'the distro did not install'\n"
+        "print(len(scans))\n"
+    )
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "FLOE_"))},
+        "OTEL_PYTHON_DISTRO": "floe",
+        "OTEL_PYTHON_CONFIGURATOR": "floe",
+        "FLOE_MODE": "prod",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9",
+    }
+    command = [sys.executable, "-c", code]
+    out = subprocess.run(command, check=False, capture_output=True, text=True, env=env, cwd="/", timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "1", out.stdout + out.stderr
+
+
 # --- floe-core plugins (floe_core.plugins.telemetry.TelemetryBackendPlugin), adapted -------------------------
 _FloeBase = type("TelemetryBackendPlugin", (), {"__module__": "floe_core.plugins.telemetry"})
 
