@@ -49,6 +49,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from make_dbt_project import make_project  # noqa: E402
 
+from floe_otel_distro.plan import DEFAULT_DETECTORS  # noqa: E402
 from tests.support.collector import Collector  # noqa: E402
 from tests.support.run import BIN, instrumented_env  # noqa: E402
 
@@ -198,6 +199,11 @@ def _base_env(collector: Collector, work: Path) -> dict[str, str]:
     return base
 
 
+# ~50x slower under valgrind: the exit flush gets a larger budget. The SDK's timers are left alone: scaled
+# by 50 (batch export every 250 s instead of 5 s) a 50-model build counted the same within 0.1 %.
+_UNDER_VALGRIND = {"FLOE_SHUTDOWN_TIMEOUT": "60"}
+
+
 def _instructions_main(args: argparse.Namespace) -> int:
     """Deterministic overhead: instructions of one build, bare vs the distro on the Operator path (no launcher)."""
     import sysconfig
@@ -208,12 +214,24 @@ def _instructions_main(args: argparse.Namespace) -> int:
         (work / "collector").mkdir()
         collector = Collector(work / "collector")
         try:
-            base = _base_env(collector, work) | {"FLOE_SHUTDOWN_TIMEOUT": "60"}  # ~50x slower under valgrind
+            base = _base_env(collector, work) | _UNDER_VALGRIND
             auto = Path(sysconfig.get_paths()["purelib"]) / "opentelemetry" / "instrumentation" / "auto_instrumentation"
             operator = {**base, "PYTHONPATH": str(auto)}  # what the OTel Operator injects
-            dbt = [str(BIN / "dbt"), "build", "--profiles-dir", str(project)]
+            # one dbt thread: with 4, dbt's template cache (keyed by macro text, no lock) compiles a macro again
+            # whenever two threads miss it at once, 10-40 extra compiles (~6 M instructions each) that move with
+            # the threads' interleaving, i.e. with any change of timing; the per-node work is the same either way
+            dbt = [str(BIN / "dbt"), "build", "--threads", "1", "--profiles-dir", str(project)]
+            # the same variables, the distro not loaded: dbt scans os.environ at every event (its secret
+            # scrubbing), so each variable costs instructions whoever reads it; the detectors' variable is
+            # the one the installer adds at start-up
+            no_distro = {
+                **operator,
+                "PYTHONPATH": "/nonexistent/" + "x" * max(len(str(auto)) - 13, 0),
+                "OTEL_EXPERIMENTAL_RESOURCE_DETECTORS": ",".join(DEFAULT_DETECTORS),
+            }
             variants = {
                 "plain": _plain_env(base),
+                "env": no_distro,
                 "distro": {**operator, "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "floe_dbt"},
                 "prod": operator,
                 "full": {**operator, "OTEL_TRACES_SAMPLER": "parentbased_always_on"},
@@ -234,12 +252,31 @@ def _instructions_main(args: argparse.Namespace) -> int:
         finally:
             collector.stop()
     print(f"instructions of one `dbt build` of the {label} (callgrind, all threads; distro on the Operator path)")
+    print(f"{'variant':<8} {'instr':>10} {'x plain':>8} {'x env':>7}")
     for name, count in counts.items():
-        print(f"{name:<8} {count / 1e9:8.3f} G  {count / counts['plain']:.4f}x")
+        print(f"{name:<8} {count / 1e9:8.3f} G {count / counts['plain']:8.4f} {count / counts['env']:7.4f}")
+    print(
+        f"env - plain: {(counts['env'] - counts['plain']) / 1e6:.0f} M instructions for "
+        f"{len(variants['env']) - len(variants['plain'])} more variables (dbt's per-event os.environ scan)"
+    )
     return 0
 
 
+def _byte_compile_distro() -> None:
+    """Byte-compile the distro's sources, as ``pip install`` does for the wheel users run.
+
+    The benchmark runs the checkout's editable install; with ``PYTHONDONTWRITEBYTECODE`` set (as on this
+    machine) every instrumented process would compile the distro's ~36 modules from source again, ~0.14 s of
+    CPU (~0.4 G instructions) that no installed distro pays. ``.pyc`` files are read even then.
+    """
+    import compileall
+
+    for folder in ("floe_otel_distro", "configurators"):
+        compileall.compile_dir(str(REPO / folder), quiet=1)
+
+
 def main() -> int:
+    _byte_compile_distro()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--models", type=int, default=24)
