@@ -65,15 +65,26 @@ class _State:
 _state = _State()
 
 
+# the last span context formatted, and its ids: a span's records (dbt writes ~20 per node) format them once.
+# One tuple, replaced whole (atomic): another thread at worst formats its own span's ids again.
+_last_ids: tuple[object, tuple[str, str, str]] = (None, ("", "", ""))
+
+
 def _current_ids() -> tuple[str, str, str] | None:
+    global _last_ids
     span_context = trace.get_current_span().get_span_context()
+    last = _last_ids
+    if last[0] is span_context:  # a span hands out the same SpanContext object for its whole life
+        return last[1]
     if not span_context.is_valid:
         return None
-    return (
+    ids = (
         format(span_context.trace_id, "032x"),
         format(span_context.span_id, "016x"),
         format(span_context.trace_flags, "02x"),
     )
+    _last_ids = (span_context, ids)
+    return ids
 
 
 # ---- stdlib logging ---------------------------------------------------------------------------------

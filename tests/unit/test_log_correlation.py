@@ -110,6 +110,49 @@ def test_stdlib_record_carries_ids_inside_a_span(
     assert len(record.span_id) == 16  # type: ignore[attr-defined]
 
 
+def test_records_of_interleaved_spans_and_threads_carry_their_own_span(
+    instrumented: Any, captured: _ListHandler, tracer: trace.Tracer
+) -> None:
+    """The ids are formatted once per span and reused: never another span's, across nesting and threads."""
+    import threading
+
+    log = logging.getLogger("floe.test.logs")
+    worker_spans: list[str] = []
+
+    def ids_of(record: logging.LogRecord) -> tuple[str, str, str] | None:
+        fields = tuple(getattr(record, name, None) for name in ("trace_id", "span_id", "trace_flags"))
+        return None if fields[0] is None else fields  # type: ignore[return-value]
+
+    def worker() -> None:
+        for i in range(200):
+            with tracer.start_as_current_span(f"w{i}") as span:
+                log.info("worker")
+                worker_spans.append(_ids(span)[1])
+
+    with tracer.start_as_current_span("outer") as outer:
+        log.info("a")
+        with tracer.start_as_current_span("inner") as inner:
+            log.info("b")
+        log.info("c")
+    log.info("d")
+    a, b, c, d = captured.records[-4:]
+    assert ids_of(a) == _ids(outer) == ids_of(c) and ids_of(b) == _ids(inner) and ids_of(d) is None
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    with tracer.start_as_current_span("main") as main:
+        for t in threads:
+            t.start()
+        for _ in range(200):
+            log.info("main")
+        for t in threads:
+            t.join()
+    records = [r for r in captured.records if r.getMessage() in ("worker", "main")]
+    assert len(records) == 1000
+    by_span = {ids_of(r)[1] for r in records if r.getMessage() == "main"}  # type: ignore[index]
+    assert by_span == {_ids(main)[1]}
+    workers = [r for r in records if r.getMessage() == "worker"]
+    assert sorted(ids_of(r)[1] for r in workers) == sorted(worker_spans)  # type: ignore[index]  # each its own span's
+
+
 def test_stdlib_record_without_a_span_has_no_ids(instrumented: Any, captured: _ListHandler) -> None:
     """Outside any span the record carries no trace fields (Formatter defaults can fill them)."""
     logging.getLogger("floe.test.logs").warning("no span")
