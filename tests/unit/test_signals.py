@@ -139,6 +139,8 @@ class FileExporter(SpanExporter):
 signum = getattr(signal, sys.argv[2])
 if sys.argv[3] == "ignored":
     signal.signal(signum, signal.SIG_IGN)  # e.g. SIGHUP under nohup
+else:  # the default disposition, whatever this test run inherited (a suite started under nohup ignores SIGHUP)
+    signal.signal(signum, signal.SIG_DFL)
 provider = TracerProvider(shutdown_on_exit=False)
 provider.add_span_processor(BatchSpanProcessor(FileExporter(), schedule_delay_millis=60_000))
 lifecycle.install([provider], 2.0)
