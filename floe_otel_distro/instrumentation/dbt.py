@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import sys
 import threading
@@ -58,6 +57,7 @@ from opentelemetry.trace import Link, Span, SpanContext, SpanKind, Status, Statu
 from floe_otel_distro._records import dataclass
 from floe_otel_distro.instrumentation._hooks import ImportHooks
 from floe_otel_distro.instrumentation._metrics import PipelineMetrics, pipeline_metrics
+from floe_otel_distro.instrumentation.dbt_secrets import secrets
 
 _log = logging.getLogger(__name__)
 
@@ -139,47 +139,7 @@ _INFO = (SeverityNumber.INFO, "INFO")
 _MAX_PENDING = 1000
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
-#: dbt masks the values of these variables in everything it logs (dbt_common's ``SECRET_ENV_PREFIX``)
-SECRET_ENV_PREFIX = "DBT_ENV_SECRET"
-SECRET_MASK = "*****"  # what dbt writes instead
-
-
-class _EnvSecrets:
-    """The values of ``DBT_ENV_SECRET*`` variables, as dbt masks them in its own log lines.
-
-    dbt's loggers scrub each message against ``os.environ`` (a scan of every variable, per line); the
-    records we export are scrubbed the same way. The scan is redone only when ``os.environ`` changed
-    (a C-level comparison of its data with the copy the secrets were taken from).
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._snapshot: dict[Any, Any] | None = None
-        self._values: tuple[str, ...] = ()
-
-    def values(self) -> tuple[str, ...]:
-        data = getattr(os.environ, "_data", None)
-        if not isinstance(data, dict):  # not CPython's os._Environ: scan every time
-            return self._scan()
-        with self._lock:
-            if self._snapshot != data:
-                self._snapshot = dict(data)
-                self._values = self._scan()
-            return self._values
-
-    @staticmethod
-    def _scan() -> tuple[str, ...]:
-        values = {v for k, v in os.environ.items() if k.startswith(SECRET_ENV_PREFIX) and v.strip()}
-        return tuple(sorted(values, key=len, reverse=True))  # a longer secret first: no partial leftovers
-
-    def scrub(self, text: str) -> str:
-        for value in self.values():
-            if value in text:
-                text = text.replace(value, SECRET_MASK)
-        return text
-
-
-_secrets = _EnvSecrets()
+_secrets = secrets  # dbt's DBT_ENV_SECRET* values, as dbt masks them (see .dbt_secrets)
 
 
 def _record_exception(span: Span, exc: BaseException) -> None:

@@ -30,7 +30,8 @@ from tests.support.run import BIN, instrumented_env
 pytestmark = pytest.mark.e2e
 APP = str(Path(__file__).parent / "apps" / "env_spec_app.py")
 FLOE_INSTRUMENTORS = (
-    "floe_process_context,floe_log_correlation,floe_dbt,floe_dagster,floe_signals,floe_logging,floe_core"
+    "floe_process_context,floe_log_correlation,floe_dbt,floe_dbt_secrets,floe_dagster,floe_signals,floe_logging,"
+    "floe_core"
 )
 TOKEN = "spec-secret-token"
 

@@ -28,6 +28,7 @@ from opentelemetry.trace import StatusCode
 
 from floe_otel_distro.instrumentation import dbt as dbt_instr
 from floe_otel_distro.instrumentation.dbt import DbtInstrumentor
+from floe_otel_distro.instrumentation.dbt_secrets import DbtSecretsInstrumentor
 
 JAFFLE = Path(__file__).resolve().parents[1] / "projects" / "jaffle"
 
@@ -119,6 +120,8 @@ def invoke_dbt(
         logger_provider=logger_provider,
         log_level=log_level,
     )
+    secrets_instrumentor = DbtSecretsInstrumentor()  # as the distro loads it: dbt's own masking must hold
+    secrets_instrumentor.instrument()
     old_env = os.environ.get("JAFFLE_DUCKDB_PATH")
     os.environ["JAFFLE_DUCKDB_PATH"] = str(project / "jaffle.duckdb")
     try:
@@ -129,6 +132,7 @@ def invoke_dbt(
         )
     finally:
         instrumentor.uninstrument()
+        secrets_instrumentor.uninstrument()
         if old_env is None:
             os.environ.pop("JAFFLE_DUCKDB_PATH", None)
         else:
@@ -641,9 +645,9 @@ def test_dbt_secret_env_values_never_reach_records_or_spans(tmp_path: Path, monk
 
 def test_secret_masking_follows_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """The masked values are re-read when os.environ changes (set, changed, blank, overlapping)."""
-    from floe_otel_distro.instrumentation.dbt import _EnvSecrets
+    from floe_otel_distro.instrumentation.dbt_secrets import EnvSecrets
 
-    secrets = _EnvSecrets()
+    secrets = EnvSecrets()
     monkeypatch.setenv("DBT_ENV_SECRET_A", "alpha-secret")
     assert secrets.scrub("x alpha-secret y") == "x ***** y"
     monkeypatch.setenv("DBT_ENV_SECRET_B", "beta")
@@ -655,3 +659,48 @@ def test_secret_masking_follows_the_environment(monkeypatch: pytest.MonkeyPatch)
     assert secrets.scrub("betamax beta   x") == "***** *****   x"
     monkeypatch.delenv("DBT_ENV_SECRET_B")
     assert secrets.scrub("beta") == "beta"
+
+
+def test_dbts_secret_lookup_answers_as_dbt_and_scans_only_when_the_environment_changed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """floe_dbt_secrets: dbt's per-line scrubber gets dbt's own answer, computed once per environment."""
+    import dbt_common.events.functions as functions
+    from dbt_common.exceptions import env_secrets as dbts_own
+
+    scans: list[list[str]] = []
+
+    def counted() -> list[str]:  # stands for dbt's function, counting its scans
+        scans.append(dbts_own())
+        return scans[-1]
+
+    monkeypatch.setattr(functions, "env_secrets", counted)
+    instrumentor = DbtSecretsInstrumentor()
+    instrumentor.instrument()
+    try:
+        assert functions.env_secrets is not counted  # wrapped
+        monkeypatch.setenv("DBT_ENV_SECRET_A", "alpha-secret")
+        assert [functions.env_scrubber("x alpha-secret y") for _ in range(200)] == ["x ***** y"] * 200
+        assert len(scans) == 1  # 200 lines, one scan
+        monkeypatch.setenv("DBT_ENV_SECRET_B", "beta")
+        assert functions.env_scrubber("alpha-secret beta") == "***** *****"
+        monkeypatch.setenv("DBT_ENV_SECRET_A", "gamma")
+        assert functions.env_scrubber("alpha-secret gamma") == "alpha-secret *****"
+        os.environ._data[b"DBT_ENV_SECRET_B"] = b"delta"  # type: ignore[attr-defined]  # behind putenv's back
+        try:
+            assert functions.env_scrubber("beta delta") == "beta *****"
+        finally:
+            os.environ._data[b"DBT_ENV_SECRET_B"] = b"beta"  # type: ignore[attr-defined]
+        monkeypatch.delenv("DBT_ENV_SECRET_B")
+        assert functions.env_scrubber("beta gamma") == "beta *****"
+        assert len(scans) == 5  # one per environment a line saw, none in between
+        answer = functions.env_secrets()
+        assert answer == dbts_own() and answer is not scans[-1]  # dbt's order, a new list
+        answer.append("mutated by a caller")
+        assert functions.env_secrets() == dbts_own()
+    finally:
+        instrumentor.uninstrument()
+    assert functions.env_secrets is counted  # unwrapped
+    calls = len(scans)
+    functions.env_scrubber("x")
+    assert len(scans) == calls + 1  # dbt's own scan per line again
