@@ -57,7 +57,7 @@ from opentelemetry.trace import Link, Span, SpanContext, SpanKind, Status, Statu
 from floe_otel_distro._records import dataclass
 from floe_otel_distro.instrumentation._hooks import ImportHooks
 from floe_otel_distro.instrumentation._metrics import PipelineMetrics, pipeline_metrics
-from floe_otel_distro.instrumentation.dbt_secrets import secrets
+from floe_otel_distro.instrumentation.dbt_secrets import secrets as _secrets  # as dbt masks them
 
 _log = logging.getLogger(__name__)
 
@@ -138,8 +138,6 @@ _SEVERITIES: dict[str, tuple[SeverityNumber, str]] = {
 _INFO = (SeverityNumber.INFO, "INFO")
 _MAX_PENDING = 1000
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
-
-_secrets = secrets  # dbt's DBT_ENV_SECRET* values, as dbt masks them (see .dbt_secrets)
 
 
 def _record_exception(span: Span, exc: BaseException) -> None:

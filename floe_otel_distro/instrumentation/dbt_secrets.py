@@ -59,32 +59,30 @@ class EnvSecrets:
         self._listed: tuple[str, ...] = ()
         self._longest_first: tuple[str, ...] = ()
 
-    def _refresh(self, scan: Callable[[], list[str]]) -> None:
+    def _refresh(self) -> None:
         data = getattr(os.environ, "_data", None)
         if not isinstance(data, dict):
             self._snapshot = None
-            self._set(scan())
-            return
-        if self._snapshot != data:  # exact: every key and value of the environment
+            self._set(self._scan())
+        elif self._snapshot != data:  # exact: every key and value of the environment
             snapshot = dict(data)
-            self._set(scan())
+            self._set(self._scan())
             self._snapshot = snapshot
 
     def _set(self, values: list[str]) -> None:
         self._listed = tuple(values)
-        unique = {v for v in values if isinstance(v, str)}
-        self._longest_first = tuple(sorted(unique, key=len, reverse=True))  # no partial leftovers
+        self._longest_first = tuple(sorted(set(values), key=len, reverse=True))  # no partial leftovers
 
-    def listed(self, scan: Callable[[], list[str]] | None = None) -> tuple[str, ...]:
-        """The values in the scan's order; ``scan`` (default: this cache's own) is called only on a change."""
+    def listed(self) -> tuple[str, ...]:
+        """The values in the scan's order (the scan runs only when the environment changed)."""
         with self._lock:
-            self._refresh(scan or self._scan)
+            self._refresh()
             return self._listed
 
     def values(self) -> tuple[str, ...]:
         """The distinct values, longest first (so a secret containing another is masked whole)."""
         with self._lock:
-            self._refresh(self._scan)
+            self._refresh()
             return self._longest_first
 
     def scrub(self, text: str) -> str:
@@ -98,7 +96,7 @@ class EnvSecrets:
 #: what the dbt instrumentor masks its exports with
 secrets = EnvSecrets()
 
-# dbt's answers, filled only by dbt's own function (so a future dbt's rule is followed, not ours)
+# dbt's answers, from dbt's own function (so a future dbt's rule is followed, not ours): set by _patch
 _dbt_answers = EnvSecrets()
 _hooks = ImportHooks()
 _patched: list[ModuleType] = []
@@ -110,11 +108,14 @@ def _cached_env_secrets(
     """wrapt wrapper of dbt's ``env_secrets()``: its last answer while the environment is unchanged."""
     if args or kwargs:  # not the signature we know: dbt's own function, untouched
         return wrapped(*args, **kwargs)
-    return list(_dbt_answers.listed(wrapped))
+    return list(_dbt_answers.listed())
 
 
 def _patch(module: ModuleType) -> None:
-    if callable(getattr(module, "env_secrets", None)) and not isinstance(module.env_secrets, wrapt.ObjectProxy):
+    global _dbt_answers
+    original = getattr(module, "env_secrets", None)
+    if callable(original) and not isinstance(original, wrapt.ObjectProxy):
+        _dbt_answers = EnvSecrets(original)
         wrapt.wrap_function_wrapper(module, "env_secrets", _cached_env_secrets)
         _patched.append(module)
 
@@ -133,5 +134,3 @@ class DbtSecretsInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         _hooks.deactivate()
         while _patched:
             unwrap(_patched.pop(), "env_secrets")
-        global _dbt_answers
-        _dbt_answers = EnvSecrets()
