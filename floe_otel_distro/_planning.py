@@ -864,6 +864,14 @@ def _sampler(ctx: _Ctx, mode: str) -> tuple[str, float | None]:
     name = env.choice(E.OTEL_TRACES_SAMPLER, env.raw(E.OTEL_TRACES_SAMPLER), SAMPLERS, "parentbased_traceidratio")
     name = name or "parentbased_traceidratio"
     if name not in _RATIO_SAMPLERS:
+        for ignored in (E.OTEL_TRACES_SAMPLER_ARG, E.FLOE_SAMPLING_RATIO):
+            if (raw := env.raw(ignored)) is not None:
+                env.warn(
+                    ignored,
+                    raw,
+                    f"ignored: OTEL_TRACES_SAMPLER={name} takes no ratio; "
+                    "set OTEL_TRACES_SAMPLER=parentbased_traceidratio to sample by ratio, or unset this",
+                )
         return name, None
     value, where = ctx.layers.get("sampling_ratio")
     if value is None:  # floe's sampling map (compiled artifacts): the ratio for this mode

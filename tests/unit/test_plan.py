@@ -509,6 +509,23 @@ def test_sampling_per_mode_and_overrides() -> None:
     assert plan_for({**PROD, "FLOE_SAMPLING_RATIO": "0.3", "OTEL_TRACES_SAMPLER_ARG": "0.7"}).sampler_ratio == 0.7
     always = plan_for({**PROD, "OTEL_TRACES_SAMPLER": "always_on"})
     assert (always.sampler, always.sampler_ratio) == ("always_on", None)
+    assert not [p for p in always.problems if "SAMPLER" in p.where or "RATIO" in p.where]
+
+
+def test_a_ratio_given_to_a_sampler_that_takes_none_is_one_warning_each_and_fatal_only_in_strict() -> None:
+    """The SDK drops OTEL_TRACES_SAMPLER_ARG without a word when the sampler is not ratio-based (an Operator
+    CR with ``type: parentbased_always_on, argument: "0.25"``): the plan says so, once per ignored value."""
+    env = {**PROD, "OTEL_TRACES_SAMPLER": "parentbased_always_on", "OTEL_TRACES_SAMPLER_ARG": "0.25"}
+    plan = plan_for({**env, "FLOE_SAMPLING_RATIO": "0.5"})
+    assert (plan.sampler, plan.sampler_ratio, plan.active) == ("parentbased_always_on", None, True)
+    found = {(p.severity, p.where, p.value) for p in plan.problems}
+    assert found == {
+        ("warning", "OTEL_TRACES_SAMPLER_ARG", "0.25"),
+        ("warning", "FLOE_SAMPLING_RATIO", "0.5"),
+    }
+    assert all("parentbased_traceidratio" in p.message for p in plan.problems)
+    assert not plan.fatal_in_strict
+    assert plan_for({**env, "FLOE_OTEL_STRICT": "true"}).fatal_in_strict
 
 
 def test_headers_per_signal_replace_generic_and_values_stay_out_of_json(tmp_path: Path) -> None:

@@ -142,6 +142,7 @@ def test_compiled_sampling_map(tmp_path: Path, with_floe_env: bool, ratio: float
 
 
 def test_sampler_arg_is_ignored_by_samplers_without_a_ratio() -> None:
-    """OTEL_TRACES_SAMPLER_ARG is not read (nor validated) for always_on."""
+    """OTEL_TRACES_SAMPLER_ARG is not read as a ratio (nor validated) for always_on; the plan warns that it is
+    ignored (tests/unit/test_plan.py)."""
     sampler = sampler_for({"OTEL_TRACES_SAMPLER": "always_on", "OTEL_TRACES_SAMPLER_ARG": "not-a-number"})
     assert sampler.get_description() == "AlwaysOnSampler"
