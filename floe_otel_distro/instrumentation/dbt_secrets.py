@@ -10,12 +10,14 @@ This module owns the one answer to "which values are secret now":
 
 * :class:`EnvSecrets` — a scan redone only when ``os.environ`` changed: its data is compared (in C, ≈ 1 µs
   for the whole environment) with the copy the values were taken from, so the answer is never stale.
-* :class:`DbtSecretsInstrumentor` (``floe_dbt_secrets``) — wraps the name ``env_secrets`` that dbt's
-  per-line scrubber calls (``dbt_common.events.functions.env_secrets``, a wrapt post-import hook, undone by
-  ``uninstrument``). The wrapper returns what dbt's own function returned for the same environment — the
-  original is called again whenever the environment changed — as a new list each time. dbt logs exactly
-  what it logged before, the scan is gone. Turn it off with
-  ``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS=floe_dbt_secrets``.
+* :class:`DbtSecretsInstrumentor` (``floe_dbt_secrets``) — wraps the name ``env_secrets`` where dbt looks
+  it up on a hot path (wrapt post-import hooks, undone by ``uninstrument``): in
+  ``dbt_common.events.functions`` (the per-line scrubber) and in ``dbt_common.exceptions.base`` (every
+  ``DbtRuntimeError``/``DbtInternalError`` constructor masks its message: dbt builds ~12
+  ``PackageNotFoundForMacroError`` per node while it resolves macros, each one another full scan). The
+  wrapper returns what dbt's own function returned for the same environment — the original is called
+  again whenever the environment changed — as a new list each time. dbt logs and raises exactly what it
+  did before, the scans are gone. Turn it off with ``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS=floe_dbt_secrets``.
 * the dbt instrumentor masks what it exports (records, status texts, exception events) with the same
   values, longest first (:meth:`EnvSecrets.scrub`).
 """
@@ -39,6 +41,9 @@ SECRET_ENV_PREFIX = "DBT_ENV_SECRET"
 SECRET_MASK = "*****"  # what dbt writes instead
 #: the module whose ``env_secrets`` dbt's per-line scrubber (``env_scrubber``) looks up at every call
 SCRUBBER_MODULE = "dbt_common.events.functions"
+#: the module that defines ``env_secrets`` and whose exception constructors look it up (the package
+#: ``dbt_common.exceptions`` star-imports it from there after the hook ran: the wrapped name)
+EXCEPTIONS_MODULE = "dbt_common.exceptions.base"
 
 
 def scan_environment() -> list[str]:
@@ -96,41 +101,50 @@ class EnvSecrets:
 #: what the dbt instrumentor masks its exports with
 secrets = EnvSecrets()
 
-# dbt's answers, from dbt's own function (so a future dbt's rule is followed, not ours): set by _patch
-_dbt_answers = EnvSecrets()
+# dbt's answers, one cache per original function (the modules usually share one), each from dbt's own
+# function so a future dbt's rule is followed, not ours: set by _patch
+_dbt_answers: dict[Callable[..., list[str]], EnvSecrets] = {}
 _hooks = ImportHooks()
 _patched: list[ModuleType] = []
+_active = False  # a name another module imported from a wrapped one keeps the wrapper: it passes through
 
 
 def _cached_env_secrets(
     wrapped: Callable[..., list[str]], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> list[str]:
     """wrapt wrapper of dbt's ``env_secrets()``: its last answer while the environment is unchanged."""
-    if args or kwargs:  # not the signature we know: dbt's own function, untouched
+    answers = _dbt_answers.get(wrapped) if _active and not (args or kwargs) else None
+    if answers is None:  # uninstrumented, or not the signature we know: dbt's own function, untouched
         return wrapped(*args, **kwargs)
-    return list(_dbt_answers.listed())
+    return list(answers.listed())
 
 
 def _patch(module: ModuleType) -> None:
-    global _dbt_answers
     original = getattr(module, "env_secrets", None)
     if callable(original) and not isinstance(original, wrapt.ObjectProxy):
-        _dbt_answers = EnvSecrets(original)
+        if original not in _dbt_answers:
+            _dbt_answers[original] = EnvSecrets(original)
         wrapt.wrap_function_wrapper(module, "env_secrets", _cached_env_secrets)
         _patched.append(module)
 
 
 class DbtSecretsInstrumentor(BaseInstrumentor):  # type: ignore[misc]
-    """Makes dbt's per-line secret lookup O(1) while the environment is unchanged; dbt's output is the same."""
+    """Makes dbt's secret lookups O(1) while the environment is unchanged; dbt's output is the same."""
 
     def instrumentation_dependencies(self) -> Collection[str]:
         return ("dbt-core >= 1.8",)
 
     def _instrument(self, **kwargs: Any) -> None:
+        global _active
+        _active = True
         _hooks.activate()
+        _hooks.when_imported(EXCEPTIONS_MODULE, _patch)
         _hooks.when_imported(SCRUBBER_MODULE, _patch)
 
     def _uninstrument(self, **kwargs: Any) -> None:
+        global _active
+        _active = False
         _hooks.deactivate()
         while _patched:
             unwrap(_patched.pop(), "env_secrets")
+        _dbt_answers.clear()

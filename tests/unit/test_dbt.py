@@ -704,3 +704,37 @@ def test_dbts_secret_lookup_answers_as_dbt_and_scans_only_when_the_environment_c
     calls = len(scans)
     functions.env_scrubber("x")
     assert len(scans) == calls + 1  # dbt's own scan per line again
+
+
+def test_dbts_exception_constructors_get_dbts_answer_without_a_scan_each(monkeypatch: pytest.MonkeyPatch) -> None:
+    """floe_dbt_secrets: each DbtRuntimeError masks its message with env_secrets() (dbt builds ~12
+    PackageNotFoundForMacroError per node while resolving macros): one scan per environment, same masking."""
+    import dbt_common.exceptions.base as base
+    from dbt_common.exceptions import DbtInternalError, DbtRuntimeError
+
+    own = base.env_secrets
+    scans: list[list[str]] = []
+
+    def counted() -> list[str]:  # stands for dbt's function, counting its scans
+        scans.append([v for k, v in os.environ.items() if k.startswith("DBT_ENV_SECRET") and v.strip()])
+        return scans[-1]
+
+    monkeypatch.setattr(base, "env_secrets", counted)
+    monkeypatch.setenv("DBT_ENV_SECRET_TOKEN", "tok-123")
+    instrumentor = DbtSecretsInstrumentor()
+    instrumentor.instrument()
+    try:
+        assert base.env_secrets is not counted  # wrapped
+        errors = [DbtRuntimeError(f"no package for tok-123 #{i}") for i in range(100)]
+        assert [e.msg for e in errors] == [f"no package for ***** #{i}" for i in range(100)]
+        assert DbtInternalError("tok-123").msg == "*****"
+        assert len(scans) == 1  # 101 constructors, one scan
+        monkeypatch.setenv("DBT_ENV_SECRET_TOKEN", "tok-456")
+        assert DbtRuntimeError("tok-123 tok-456").msg == "tok-123 *****"  # the environment changed: scanned
+        assert len(scans) == 2
+    finally:
+        instrumentor.uninstrument()
+    assert base.env_secrets is counted  # unwrapped
+    DbtRuntimeError("x")
+    assert len(scans) == 3  # dbt's own scan per constructor again
+    monkeypatch.setattr(base, "env_secrets", own)
