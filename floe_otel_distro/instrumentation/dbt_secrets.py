@@ -105,15 +105,15 @@ secrets = EnvSecrets()
 # function so a future dbt's rule is followed, not ours: set by _patch
 _dbt_answers: dict[Callable[..., list[str]], EnvSecrets] = {}
 _hooks = ImportHooks()
-_patched: list[ModuleType] = []
-_active = False  # a name another module imported from a wrapped one keeps the wrapper: it passes through
+_patched: list[ModuleType] = []  # a name another module imported from a wrapped one keeps the wrapper:
+# with _dbt_answers cleared (uninstrument) it passes through
 
 
 def _cached_env_secrets(
     wrapped: Callable[..., list[str]], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> list[str]:
     """wrapt wrapper of dbt's ``env_secrets()``: its last answer while the environment is unchanged."""
-    answers = _dbt_answers.get(wrapped) if _active and not (args or kwargs) else None
+    answers = None if args or kwargs else _dbt_answers.get(wrapped)
     if answers is None:  # uninstrumented, or not the signature we know: dbt's own function, untouched
         return wrapped(*args, **kwargs)
     return list(answers.listed())
@@ -135,15 +135,11 @@ class DbtSecretsInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         return ("dbt-core >= 1.8",)
 
     def _instrument(self, **kwargs: Any) -> None:
-        global _active
-        _active = True
         _hooks.activate()
         _hooks.when_imported(EXCEPTIONS_MODULE, _patch)
         _hooks.when_imported(SCRUBBER_MODULE, _patch)
 
     def _uninstrument(self, **kwargs: Any) -> None:
-        global _active
-        _active = False
         _hooks.deactivate()
         while _patched:
             unwrap(_patched.pop(), "env_secrets")
