@@ -70,3 +70,30 @@ def test_generated_collector_config_validates(tmp_path: Path, backend: str) -> N
         timeout=60,
     )
     assert validated.returncode == 0, generated.stdout + validated.stdout + validated.stderr
+
+
+def test_test_collector_takes_new_ports_when_one_was_taken_before_it_bound(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The suite's collector: a port taken between free_port() and the bind (CI saw it) costs a retry, not a test."""
+    import socket
+
+    from tests.support import collector as support
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    real, calls = support.free_port, []
+
+    def free_port() -> int:
+        calls.append(1)
+        return int(taken.getsockname()[1]) if len(calls) == 1 else real()  # the first gRPC port is taken
+
+    monkeypatch.setattr(support, "free_port", free_port)
+    with taken:
+        c = support.Collector(tmp_path)
+        try:
+            assert c.grpc_port != taken.getsockname()[1] and len(calls) == 6  # two rounds of three ports
+            assert "address already in use" not in c.log_path.read_text()
+        finally:
+            c.stop()

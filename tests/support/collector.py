@@ -68,20 +68,30 @@ def _read_lines(path: Path) -> list[dict[str, Any]]:
     return out
 
 
+_PORT_ATTEMPTS = 5
+
+
 class Collector:
     """A running collector process with file exporters; ``stop()`` ends it."""
 
     def __init__(self, workdir: Path, auth_token: str | None = None, extra_config: str = "") -> None:
         self.workdir = workdir
-        self.grpc_port = free_port()
-        self.http_port = free_port()
-        self.health_port = free_port()
         self.auth_token = auth_token
         self.config_path = workdir / "collector.yaml"
-        self.config_path.write_text(self._config(extra_config))
         self.log_path = workdir / "collector.log"
         self.proc: subprocess.Popen[bytes] | None = None
-        self.start()
+        # free_port() is only free when asked: until the collector binds it, any process's outgoing
+        # connection may take it (the ephemeral range is shared; seen in CI). Then: new ports, once more.
+        for attempt in range(_PORT_ATTEMPTS):
+            self.grpc_port, self.http_port, self.health_port = free_port(), free_port(), free_port()
+            self.config_path.write_text(self._config(extra_config))
+            try:
+                self.start()
+                return
+            except RuntimeError as e:
+                if "address already in use" not in str(e) or attempt == _PORT_ATTEMPTS - 1:
+                    raise
+                self.log_path.unlink(missing_ok=True)
 
     @property
     def http_endpoint(self) -> str:
