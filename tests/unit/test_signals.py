@@ -245,6 +245,89 @@ def test_sigterm_in_a_child_still_in_its_fork_hooks_dies_at_once_without_exporti
     assert out.read_text().splitlines() == [f"{got['parent']} 1"]  # the parent's span, once, from the parent
 
 
+_SIGNALLED_BEFORE_THE_CHILD_RAN = """
+import json, os, signal, sys, time
+from opentelemetry.sdk.trace import TracerProvider
+from floe_otel_distro import lifecycle
+from floe_otel_distro.instrumentation.signals import SignalsInstrumentor
+
+os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one CPU: the parent runs on, the child waits its turn
+provider = TracerProvider(shutdown_on_exit=False)
+lifecycle.install([provider], 2.0)
+SignalsInstrumentor().instrument()
+codes = []
+for _ in range(int(sys.argv[1])):
+    pid = os.fork()
+    if pid == 0:
+        time.sleep(2)
+        os._exit(0)  # only if the signal was lost
+    os.kill(pid, signal.SIGTERM)  # before the child ran a single instruction of its own
+    codes.append(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+print(json.dumps(codes))
+"""
+
+
+def test_sigterm_that_reaches_a_child_before_it_ran_kills_it_as_without_us() -> None:
+    """CPython drops the signals a child caught before its after-fork code ran; blocked across fork, none is lost.
+
+    Found in CI: ``with Pool(4)`` hung (7 of 100 runs under load) when ``terminate()`` signalled a worker that had
+    not run yet: with our handler installed the SIGTERM was lost, and the worker waited for a task for ever.
+    """
+    proc = subprocess.run([sys.executable, "-c", _SIGNALLED_BEFORE_THE_CHILD_RAN, "20"], capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == [-signal.SIGTERM] * 20  # each died of the signal, none slept on
+
+
+_CAUGHT_WHILE_THE_MAIN_THREAD_BLOCKS = """
+import json, os, signal, sys, threading, time
+from opentelemetry.sdk.trace import TracerProvider
+from floe_otel_distro import lifecycle
+from floe_otel_distro.instrumentation.signals import SignalsInstrumentor
+
+if sys.argv[1] == "program-wakeup-fd":  # the program's own wakeup fd: ours is not installed, the program's stays
+    r, w = os.pipe()
+    os.set_blocking(w, False)
+    signal.set_wakeup_fd(w)
+lifecycle.install([TracerProvider(shutdown_on_exit=False)], 2.0)
+SignalsInstrumentor().instrument()
+if sys.argv[1] == "program-wakeup-fd":
+    print(json.dumps({"kept": signal.set_wakeup_fd(w) == w,
+                      "watchers": [t.name for t in threading.enumerate() if t.name == "floe-otel-signals"]}))
+    sys.exit(0)
+
+def caught_here():  # CPython's C handler runs on this thread: the main thread's wait is not interrupted
+    time.sleep(0.2)
+    signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
+    time.sleep(30)
+
+threading.Thread(target=caught_here, daemon=True).start()
+lock = threading.Lock()
+lock.acquire()
+lock.acquire()  # for ever, unless the main thread is interrupted
+"""
+
+
+def test_default_sigterm_caught_while_the_main_thread_blocks_in_c_still_ends_the_process() -> None:
+    """Our handler must run on the main thread; the watcher nudges it there, so SIGTERM kills as without us.
+
+    The state CI reached (``Pool.terminate()``, 8 of 100 runs under load): the signal caught by CPython, its
+    Python handler pending, the main thread blocked in a lock's wait that nothing interrupts.
+    """
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, "-c", _CAUGHT_WHILE_THE_MAIN_THREAD_BLOCKS, "blocked"],
+                          capture_output=True, text=True, timeout=20, check=False)
+    assert proc.returncode == -signal.SIGTERM, proc.stderr  # died of the signal (before: waited for ever)
+    assert time.monotonic() - started < 10
+
+
+def test_a_program_wakeup_fd_is_left_alone_and_then_no_watcher_runs() -> None:
+    proc = subprocess.run([sys.executable, "-c", _CAUGHT_WHILE_THE_MAIN_THREAD_BLOCKS, "program-wakeup-fd"],
+                          capture_output=True, text=True, timeout=20, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == {"kept": True, "watchers": []}
+
+
 def test_ignored_signal_stays_ignored_and_our_handler_is_a_no_op_for_it(instrumented: Any) -> None:
     """signal.signal(SIGHUP, SIG_IGN) after us: the real disposition is SIG_IGN; getsignal reports it."""
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
