@@ -20,6 +20,9 @@ urllib3, wrapt, pydantic, PyYAML, …) in ``<tree>/floe-deps``. ``start`` — ca
    upstream's ``initialize()``. Under ``python -m floe_otel_distro.cli`` (``floe-otel doctor`` in a pod) steps
    1 to 3 run but nothing is instrumented: the doctor sees the pod's paths and reports the plan.
 
+A helper process that runs no program code (``_uninstrumented``: multiprocessing's resource tracker) is
+left as without the operator before step 1: the tree is taken off ``sys.path``, nothing else happens.
+
 Imports only the standard library until step 4 (``packaging`` only when the application has its own copies).
 Never raises.
 """
@@ -168,6 +171,11 @@ def start(tree: str, path: MutableSequence[str] | None = None) -> bool:
 
 
 def _start(tree: str, path: MutableSequence[str]) -> bool:
+    from floe_otel_distro._uninstrumented import is_helper
+
+    if is_helper():  # multiprocessing's resource tracker: runs no program code, exactly as without the operator
+        detach(tree, path)
+        return False
     doctor = is_doctor()
     built, running = built_minor(tree), running_minor()
     if built is not None and built != running:

@@ -102,3 +102,16 @@ def test_shadowed_finds_the_apps_first_copy_outside_the_tree(tmp_path: Path) -> 
     _dist(second, "dagster", "1.13.27")
     path = [str(tree), str(first), str(second), str(deps)]
     assert _isolation.shadowed(str(tree), str(deps), path) == {"pydantic": ("1.10.26", str(first))}
+
+
+def test_multiprocessings_resource_tracker_is_left_as_without_the_operator(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """dbt starts it in every build; it runs no program code: no line, nothing initialised, the tree off the path."""
+    tracker = "from multiprocessing.resource_tracker import main;main(4)"
+    monkeypatch.setattr(sys, "orig_argv", ["python", "-B", "-c", tracker], raising=False)
+    tree = _tree(tmp_path, minor="3.9")  # not even the minor check's line
+    path = [str(tree / "opentelemetry/instrumentation/auto_instrumentation"), str(tree), "/app/site-packages"]
+    assert _isolation.start(str(tree), path) is False
+    assert capsys.readouterr().err == ""
+    assert path == ["/app/site-packages"]
