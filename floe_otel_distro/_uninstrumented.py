@@ -3,9 +3,9 @@
 ``opentelemetry-instrument`` (and the Operator's ``PYTHONPATH``) reach every Python process the program
 starts, also ``multiprocessing``'s resource tracker (``python -c 'from multiprocessing.resource_tracker
 import main;main(fd)'``), which dbt starts in every build and which only waits for the program to end.
-Instrumented, it imported OpenTelemetry (~0.1 s of CPU while dbt runs, on a 2-core pod) and flushed at
-exit after the program had exited, keeping the program's stdout open that long: ≈ 45 % of the distro's
-fixed cost on floe's demo build (benchmarks/RESULTS.md). It can never produce telemetry, so there is
+Instrumented, it imported OpenTelemetry (~0.2 s of CPU, 0.57 G instructions, while dbt runs) and flushed
+at exit after the program had exited, keeping the program's stdout open 35–50 ms longer
+(benchmarks/RESULTS.md, session 20). It can never produce telemetry, so there is
 nothing to lose: no ``floe-otel:`` line.
 
 ``floe_otel_distro-guard.pth`` calls :func:`apply` at interpreter start-up, before ``sitecustomize``, for

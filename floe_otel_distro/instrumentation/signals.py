@@ -106,7 +106,7 @@ def _start_watcher() -> None:
         os.close(read_fd)
         os.close(write_fd)
         return
-    _state.watch_fds, _state.watch_pid = (read_fd, write_fd), os.getpid()
+    _state.watch_fds = (read_fd, write_fd)
 
 
 def _stop_watcher() -> None:
@@ -199,7 +199,6 @@ class _State:
         self.handling_pid: int | None = None  # a handler of ours runs in this process (a nested signal)
         self.dying_pid: int | None = None  # this process is flushing to die of a default-disposition signal
         self.watch_fds: tuple[int, int] | None = None  # the watcher's pipe (read, write: our wakeup fd)
-        self.watch_pid: int | None = None  # the process the watcher runs in
 
 
 _state = _State()
