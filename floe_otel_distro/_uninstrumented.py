@@ -4,7 +4,7 @@
 starts, also ``multiprocessing``'s resource tracker (``python -c 'from multiprocessing.resource_tracker
 import main;main(fd)'``), which dbt starts in every build and which only waits for the program to end.
 Instrumented, it imported OpenTelemetry (~0.2 s of CPU, 0.57 G instructions, while dbt runs) and flushed
-at exit after the program had exited, keeping the program's stdout open 35–50 ms longer
+at exit after the program had exited, keeping the program's stdout open 35-50 ms longer
 (benchmarks/RESULTS.md, session 20). It can never produce telemetry, so there is
 nothing to lose: no ``floe-otel:`` line.
 
