@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from pathlib import Path
@@ -51,3 +52,10 @@ def test_cpu_specs() -> None:
     assert builds == {available[-1]}
     assert rest == (set(available[:-1]) or None)
     assert dbt_overhead._cpu_sets(",".join(map(str, available))) == (set(available), None)
+
+
+def test_an_unknown_variant_is_refused_rather_than_skipped() -> None:
+    assert dbt_overhead._variant_names("prod, full") == ["prod", "full"]
+    for bad in ("prd", "prod,fulll", ","):
+        with pytest.raises(argparse.ArgumentTypeError):
+            dbt_overhead._variant_names(bad)
